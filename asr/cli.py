@@ -1,0 +1,80 @@
+"""`python -m asr transcribe FILE...`: headless recognition with the same engine as the UI.
+
+Exit codes: 0 when every file succeeded, 1 when any failed, 2 on usage or configuration errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from .settings import SettingsError, load_settings
+
+log = logging.getLogger("asr.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m asr", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("transcribe", help="recognise audio files")
+    run.add_argument("files", nargs="+", help="audio files (wav, flac, mp3, ogg, m4a, aac, webm, ...)")
+    run.add_argument("--model", help="ModelScope id, local model directory, or random:tiny|large")
+    run.add_argument("--batch-size", type=int, help="files per model call")
+    run.add_argument("--hotwords", help="hotwords separated by spaces or commas")
+    run.add_argument("--device", help="auto, cuda or cpu")
+    run.add_argument("--fp16", action="store_true", default=None, help="half precision on CUDA")
+    run.add_argument("--preload-audio", action="store_true", default=None,
+                     help="decode and extract features on worker threads ahead of the model")
+    run.add_argument("--config", help="config.yaml to read (default: the project's)")
+    run.add_argument("--json", action="store_true", help="print a JSON list of results")
+    run.add_argument("--quiet", action="store_true", help="log warnings only")
+    return parser
+
+
+def _progress_bar(done: int, total: int, name: str) -> None:
+    width = 30
+    filled = int(width * done / total) if total else width
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {name[:40]:<40}")
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config, overrides={
+            "model": args.model, "batch_size": args.batch_size, "device": args.device,
+            "fp16": args.fp16, "preload_audio": args.preload_audio,
+        })
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    level = logging.WARNING if args.quiet else getattr(logging, settings.log_level)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+
+    from .engine import Engine
+    from .hotwords import HotwordError
+    from .model import ModelLoadError
+
+    try:
+        engine = Engine(settings)
+        results = engine.transcribe(args.files, batch_size=args.batch_size,
+                                    hotwords=args.hotwords,
+                                    progress=None if args.quiet else _progress_bar)
+    except (ModelLoadError, HotwordError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], ensure_ascii=False, indent=2))
+    else:
+        for r in results:
+            if r.ok:
+                print(f"{r.file}\t{r.text}\t(confidence {r.confidence:.2f}, {r.duration_s:.1f} s audio, "
+                      f"{r.processing_s:.2f} s)")
+            else:
+                print(f"{r.file}\tERROR: {r.error}")
+    return 0 if all(r.ok for r in results) else 1

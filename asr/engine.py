@@ -1,0 +1,355 @@
+"""The one public entry point: every tab, the CLI, the wizard and the tests call `Engine`.
+
+Data flows one way: inputs -> decode -> features (cache) -> segments -> length-sorted batches ->
+FunASR stages -> results in input order. Whatever goes wrong with one input becomes that input's
+`Result.error`; a CUDA out-of-memory halves the batch and retries, so no file is lost to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+
+from . import audio as audio_io
+from .cache import CachedFeatures, FeatureCache, cache_key
+from .features import FeatureExtractor
+from .gpu import release_cached_memory
+from .hotwords import parse_hotwords
+from .model import LoadedModel, load_model
+from .pipeline import PreloadPipeline, Prepared, run_inline
+from .recognizer import BatchTimings, Recognizer
+from .results import Result, RunStats, Transcription
+from .segment import split_points
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+AudioInput = str | Path | tuple[np.ndarray, int]
+Progress = Callable[[int, int, str], None]  # (files done, files total, message)
+
+
+@dataclass
+class _Job:
+    index: int
+    name: str
+    source: AudioInput
+    probed_s: float
+
+
+@dataclass
+class _Unit:
+    """One segment of one file: what actually goes into a batch."""
+
+    item: Prepared
+    segment: int
+    feats: torch.Tensor
+
+
+class Engine:
+    """Loaded once per process; thread-safe. Model calls are serialised (one GPU job at a time)."""
+
+    def __init__(self, settings: Settings, loaded: LoadedModel | None = None):
+        self.settings = settings
+        cache_dir = settings.resolve_path(settings.cache_dir)
+        self.loaded = loaded or load_model(settings.model, settings.device, cache_dir,
+                                           settings.cpu_threads)
+        self.features = FeatureExtractor(self.loaded.frontend)
+        fp16 = settings.fp16
+        if fp16 and self.loaded.device.type != "cuda":
+            log.warning("fp16 requested but the model runs on %s: fp16 needs CUDA, using fp32",
+                        self.loaded.device)
+            fp16 = False
+        self.fp16 = fp16
+        self.recognizer = Recognizer(
+            self.loaded.model, self.loaded.tokenizer, self.loaded.frontend, self.loaded.device,
+            fp16=fp16, simulate_oom_frames=settings.simulate_oom_frames,
+        )
+        fc = settings.feature_cache
+        self.cache = FeatureCache(
+            max_bytes=fc.max_size_mb * 2**20,
+            directory=settings.resolve_path(fc.dir) if fc.dir else None,
+            enabled=fc.enable,
+        )
+        self.default_batch_size = settings.batch_size
+        self._model_lock = threading.Lock()
+        log.info("engine ready: %s", settings.summary())
+
+    # ---- public API -------------------------------------------------------------------------
+
+    def transcribe(self, inputs: Sequence[AudioInput], batch_size: int | None = None,
+                   hotwords: str | list[str] | None = None, progress: Progress | None = None,
+                   preload: bool | None = None) -> list[Result]:
+        return self.run(inputs, batch_size, hotwords, progress, preload).results
+
+    def run(self, inputs: Sequence[AudioInput], batch_size: int | None = None,
+            hotwords: str | list[str] | None = None, progress: Progress | None = None,
+            preload: bool | None = None) -> Transcription:
+        """Like transcribe, plus the run's statistics (wait time, stage times, back-offs)."""
+        started = time.perf_counter()
+        size = int(batch_size or self.default_batch_size)
+        if size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {size}")
+        hw = self.settings.hotwords
+        words = parse_hotwords(hotwords, hw.max_count, hw.max_chars)
+        hotword_ids = self.recognizer.hotword_list(words)
+        use_preload = self.settings.preload_audio if preload is None else preload
+
+        jobs = [self._job(i, source) for i, source in enumerate(inputs)]
+        # Longest first: similar lengths share a batch (little padding), and an out-of-memory
+        # shows up on the first batch rather than the last.
+        ordered = sorted(jobs, key=lambda j: (-j.probed_s, j.index))
+        stats = RunStats(files=len(jobs), requested_batch_size=size, preload=use_preload)
+        results: list[Result | None] = [None] * len(jobs)
+        report = _ProgressReport(progress, len(jobs))
+
+        pipeline = None
+        if use_preload and len(jobs) > 1:
+            p = self.settings.preload
+            pipeline = PreloadPipeline(self._prepare, ordered, self._estimate_bytes,
+                                       workers=p.workers, max_items=p.queue_items,
+                                       max_bytes=p.queue_mb * 2**20)
+            items = iter(pipeline)
+        else:
+            items = run_inline(self._prepare, ordered)
+
+        scheduler = _BatchScheduler(self, size, hotword_ids, stats, results, report)
+        while True:
+            waited = time.perf_counter()
+            item = next(items, None)
+            stats.wait_s += time.perf_counter() - waited
+            if item is None:
+                break
+            stats.decode_s += item.decode_s
+            stats.features_s += item.features_s
+            stats.cache_hits += int(item.cache_hit)
+            if item.error:
+                results[item.index] = Result(file=item.name, duration_s=item.duration_s,
+                                             decode_s=item.decode_s, features_s=item.features_s,
+                                             error=item.error)
+                report.done(item.name)
+                continue
+            scheduler.add(item)
+        scheduler.flush()
+        if pipeline is not None:
+            stats.peak_queued_mb = pipeline.peak_bytes / 2**20
+
+        final = [r for r in results if r is not None]
+        assert len(final) == len(jobs), "every input must get a result"
+        stats.failed = sum(1 for r in final if not r.ok)
+        stats.audio_s = sum(r.duration_s for r in final if r.ok)
+        stats.wall_s = time.perf_counter() - started
+        log.info("transcribed %d file(s), %d failed, %.1f s audio in %.2f s (%.1fx real time), "
+                 "batch %d, %d back-off(s), model waited %.2f s", stats.files, stats.failed,
+                 stats.audio_s, stats.wall_s, stats.speed, size, stats.backoffs, stats.wait_s)
+        return Transcription(final, stats)
+
+    def set_default_batch_size(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("batch size must be at least 1")
+        self.default_batch_size = int(size)
+        log.info("default batch size set to %d", size)
+
+    # ---- preparation (runs inline or on preload threads) -----------------------------------
+
+    def _job(self, index: int, source: AudioInput) -> _Job:
+        if isinstance(source, (str, Path)):
+            return _Job(index, Path(source).name, source, _probe_seconds(Path(source)))
+        samples, rate = source
+        seconds = len(samples) / rate if rate else 0.0
+        return _Job(index, f"input-{index + 1}", source, seconds)
+
+    def _estimate_bytes(self, job: _Job) -> int:
+        dim = self.loaded.frontend.output_size()
+        return int(job.probed_s * self.features.frames_per_second * dim * 4)
+
+    def _prepare(self, job: _Job) -> Prepared:
+        item = Prepared(index=job.index, name=job.name)
+        try:
+            self._decode_and_featurize(job, item)
+        except (audio_io.AudioError, ValueError) as exc:
+            item.error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - one bad input must never sink the batch
+            log.exception("unexpected failure preparing %s", job.name)
+            item.error = f"could not prepare this input: {type(exc).__name__}: {exc}"
+        if item.error:
+            log.warning("input %s rejected: %s", job.name, item.error)
+            item.segments = []
+        return item
+
+    def _decode_and_featurize(self, job: _Job, item: Prepared) -> None:
+        t0 = time.perf_counter()
+        limits = self.settings.input
+        if isinstance(job.source, (str, Path)):
+            data = audio_io.read_file(job.source)
+            key = cache_key(audio_io.md5_of(data), self.features.fingerprint)
+            cached = self.cache.get(key)
+            if cached is not None:
+                # Same bytes, same frontend: decoding would give the same samples, so skip it.
+                audio_io.check_duration_s(cached.duration_s, limits.min_duration_s,
+                                          limits.max_duration_s)
+                item.duration_s, item.segments, item.cache_hit = (cached.duration_s,
+                                                                  cached.segments, True)
+                item.decode_s = time.perf_counter() - t0
+                return
+            decoded = audio_io.decode_bytes(data, job.name)
+        else:
+            key = None
+            decoded = audio_io.decode_samples(job.source[0], job.source[1], job.name)
+        item.duration_s = decoded.duration_s
+        audio_io.check_duration(decoded, limits.min_duration_s, limits.max_duration_s)
+        t1 = time.perf_counter()
+        item.decode_s = t1 - t0
+        ranges = split_points(decoded.samples, limits.segment_s)
+        item.segments = [self.features(decoded.samples[a:b]) for a, b in ranges]
+        if any(s.shape[0] == 0 for s in item.segments):
+            raise audio_io.AudioError("the audio is too short to produce any feature frames")
+        item.features_s = time.perf_counter() - t1
+        if key:
+            self.cache.put(key, CachedFeatures(item.segments, item.duration_s))
+
+    # ---- model -------------------------------------------------------------------------------
+
+    def _recognize(self, units: list[_Unit], hotword_ids, timings: BatchTimings):
+        with self._model_lock:
+            return self.recognizer.recognize([u.feats for u in units], hotword_ids, timings)
+
+
+def _probe_seconds(path: Path) -> float:
+    """Cheap duration guess for sorting and queue budgeting; decoding later gives the truth."""
+    try:
+        info = soundfile.info(str(path))
+        return info.frames / info.samplerate
+    except Exception:  # noqa: BLE001 - not readable by libsndfile: fall back to PyAV or size
+        pass
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            if container.duration:
+                return container.duration / 1_000_000
+    except Exception:  # noqa: BLE001 - corrupt or unknown: decode reports it properly later
+        pass
+    try:
+        return path.stat().st_size / 32000  # 16 kHz 16-bit mono as a last resort
+    except OSError:
+        return 0.0
+
+
+class _ProgressReport:
+    def __init__(self, callback: Progress | None, total: int):
+        self.callback = callback
+        self.total = total
+        self.count = 0
+
+    def done(self, name: str) -> None:
+        self.count += 1
+        if self.callback:
+            self.callback(self.count, self.total, name)
+
+
+class _BatchScheduler:
+    """Fills batches of segments, runs them with out-of-memory back-off, assembles results."""
+
+    def __init__(self, engine: Engine, size: int, hotword_ids, stats: RunStats,
+                 results: list[Result | None], report: _ProgressReport):
+        self.engine = engine
+        self.size = size
+        self.hotword_ids = hotword_ids
+        self.stats = stats
+        self.results = results
+        self.report = report
+        self.pending: list[_Unit] = []
+        self.partial: dict[int, dict] = {}
+
+    def add(self, item: Prepared) -> None:
+        self.partial[item.index] = {"item": item, "decoded": {}, "model_s": 0.0,
+                                    "batch": 0, "backed_off": False, "error": None}
+        for number, feats in enumerate(item.segments):
+            self.pending.append(_Unit(item, number, feats))
+            if len(self.pending) >= self.size:
+                self._run(self.pending[: self.size])
+                self.pending = self.pending[self.size:]
+
+    def flush(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending[: self.size], self.pending[self.size:]
+            self._run(batch)
+
+    def _run(self, units: list[_Unit]) -> None:
+        queue = [units]
+        while queue:
+            batch = queue.pop(0)
+            timings = BatchTimings()
+            t0 = time.perf_counter()
+            try:
+                decoded = self.engine._recognize(batch, self.hotword_ids, timings)
+            except torch.OutOfMemoryError as exc:
+                release_cached_memory()
+                if len(batch) == 1:
+                    self._fail(batch[0], f"out of GPU memory even at batch size 1 ({exc})")
+                    continue
+                half = max(1, len(batch) // 2)
+                log.warning("out of memory at batch size %d; retrying at %d", len(batch), half)
+                self.stats.backoffs += 1
+                self.size = min(self.size, half)  # later batches of this run start smaller
+                for unit in batch:
+                    self.partial[unit.item.index]["backed_off"] = True
+                queue = [batch[i:i + half] for i in range(0, len(batch), half)] + queue
+                continue
+            elapsed = time.perf_counter() - t0
+            self.stats.batches += 1
+            for name in ("encoder_s", "predictor_s", "decoder_s", "postprocess_s"):
+                setattr(self.stats, name, getattr(self.stats, name) + getattr(timings, name))
+            frames = sum(u.feats.shape[0] for u in batch)
+            for unit, result in zip(batch, decoded, strict=True):
+                entry = self.partial[unit.item.index]
+                entry["decoded"][unit.segment] = result
+                entry["model_s"] += elapsed * unit.feats.shape[0] / frames
+                entry["batch"] = max(entry["batch"], len(batch))
+                self._maybe_finish(unit.item.index)
+
+    def _fail(self, unit: _Unit, message: str) -> None:
+        entry = self.partial[unit.item.index]
+        entry["error"] = message
+        entry["decoded"][unit.segment] = None
+        self._maybe_finish(unit.item.index)
+
+    def _maybe_finish(self, index: int) -> None:
+        entry = self.partial[index]
+        item: Prepared = entry["item"]
+        if len(entry["decoded"]) < len(item.segments):
+            return
+        pieces = [entry["decoded"][n] for n in range(len(item.segments))]
+        ok = [p for p in pieces if p is not None]
+        tokens = [t for p in ok for t in p.token_ids]
+        weights = [max(1, len(p.token_ids)) for p in ok]
+        confidence = (sum(p.confidence * w for p, w in zip(ok, weights, strict=True)) / sum(weights)
+                      if ok else 0.0)
+        self.results[index] = Result(
+            file=item.name, text="".join(p.text for p in ok) if len(ok) == 1 else
+            _join_segments([p.text for p in ok]),
+            confidence=round(confidence, 4), duration_s=item.duration_s, decode_s=item.decode_s,
+            features_s=item.features_s, model_s=entry["model_s"], batch_size=entry["batch"],
+            backed_off=entry["backed_off"], cache_hit=item.cache_hit, token_ids=tokens,
+            error=entry["error"],
+        )
+        del self.partial[index]
+        self.report.done(item.name)
+
+
+def _join_segments(texts: list[str]) -> str:
+    """Chinese needs no separator; a space keeps Latin words from running together."""
+    out = ""
+    for text in texts:
+        if out and text and out[-1].isascii() and out[-1].isalnum() and text[0].isascii():
+            out += " "
+        out += text
+    return out

@@ -1,0 +1,147 @@
+"""Find and load the SeACo-Paraformer model: ModelScope id, local directory, or `random:SIZE`.
+
+Loading goes through FunASR's own `AutoModel.build_model`, so a generated directory is proven to
+be what FunASR expects. A hub id that is neither cached nor reachable fails within seconds with
+a message that says what to do, instead of hanging in retries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .random_model import ensure_random_model, is_random_spec
+
+log = logging.getLogger(__name__)
+
+MODELSCOPE_HOST = ("modelscope.cn", 443)
+
+
+class ModelLoadError(RuntimeError):
+    """The model cannot be found or loaded; the message says how to fix it."""
+
+
+@dataclass
+class LoadedModel:
+    spec: str
+    directory: Path
+    model: torch.nn.Module
+    tokenizer: object
+    frontend: torch.nn.Module
+    device: torch.device
+    dtype: str
+    parameters: int
+    load_s: float
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("device 'cuda' was requested but torch sees no CUDA GPU; use --device cpu")
+    if requested in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _hub_reachable(timeout_s: float = 5.0) -> bool:
+    try:
+        socket.create_connection(MODELSCOPE_HOST, timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
+
+
+def _download_from_modelscope(model_id: str) -> Path:
+    from modelscope.hub.snapshot_download import snapshot_download
+
+    try:
+        return Path(snapshot_download(model_id, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not cached yet: any failure means "go download"
+        pass
+    if not _hub_reachable():
+        raise ModelLoadError(
+            f"model '{model_id}' is not in the ModelScope cache and modelscope.cn cannot be "
+            "reached, so it cannot be downloaded. Point --model (or `model:` in config.yaml) at a "
+            "local model directory, or use --model random:tiny / random:large for a random-weight "
+            "model that exercises every code path."
+        )
+    log.info("downloading %s from ModelScope (first run only)", model_id)
+    try:
+        return Path(snapshot_download(model_id))
+    except Exception as exc:  # noqa: BLE001 - modelscope raises many types
+        raise ModelLoadError(
+            f"downloading model '{model_id}' from ModelScope failed: {exc}. Point --model at a "
+            "local model directory, or use --model random:tiny / random:large."
+        ) from exc
+
+
+def resolve_model_dir(spec: str, cache_dir: Path) -> Path:
+    if is_random_spec(spec):
+        try:
+            return ensure_random_model(spec, cache_dir / "models")
+        except ValueError as exc:
+            raise ModelLoadError(str(exc)) from None
+    local = Path(spec).expanduser()
+    if local.is_dir():
+        missing = [n for n in ("config.yaml", "model.pt") if not (local / n).is_file()]
+        if missing:
+            raise ModelLoadError(f"model directory {local} lacks {', '.join(missing)}")
+        return local.resolve()
+    if local.exists() or spec.startswith((".", "/", "~")):
+        raise ModelLoadError(f"model path {local} is not a directory")
+    return _download_from_modelscope(spec)
+
+
+def import_funasr():
+    """Import FunASR with its import-time banners (printed to stdout) kept out of our output,
+    which must stay clean for `--json`."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        import funasr
+        from funasr.models.seaco_paraformer import model  # noqa: F401
+    return funasr
+
+
+def load_model(spec: str, device: str, cache_dir: Path, cpu_threads: int) -> LoadedModel:
+    AutoModel = import_funasr().AutoModel
+
+    started = time.perf_counter()
+    directory = resolve_model_dir(spec, cache_dir)
+    target = resolve_device(device)
+    threads = cpu_threads or default_cpu_threads()
+    log.info("loading model %s from %s on %s", spec, directory, target)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            model, kwargs = AutoModel.build_model(
+                model=str(directory), device=str(target), ncpu=threads, disable_update=True,
+                disable_log=True,
+            )
+    except Exception as exc:  # noqa: BLE001 - FunASR raises many types on a bad directory
+        raise ModelLoadError(f"FunASR could not load the model in {directory}: {exc}") from exc
+    if type(model).__name__ != "SeacoParaformer":
+        raise ModelLoadError(
+            f"{directory} holds a {type(model).__name__}, but this workbench needs SeacoParaformer"
+        )
+    torch.set_num_threads(threads)
+    model.eval()
+    parameters = sum(p.numel() for p in model.parameters())
+    loaded = LoadedModel(
+        spec=spec, directory=directory, model=model, tokenizer=kwargs["tokenizer"],
+        frontend=kwargs["frontend"], device=target, dtype=str(next(model.parameters()).dtype),
+        parameters=parameters, load_s=time.perf_counter() - started,
+    )
+    log.info("model ready: %.1f M parameters, %s, %d CPU threads, %.1f s",
+             parameters / 1e6, target, threads, loaded.load_s)
+    return loaded
+
+
+def default_cpu_threads() -> int:
+    """Physical cores where known; FunASR's default of 4 oversubscribes small machines."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, count or 1)

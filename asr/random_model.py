@@ -1,0 +1,183 @@
+"""Generate FunASR-format SeACo-Paraformer model directories with random weights.
+
+Real weights come from ModelScope, which development and CI machines cannot reach. A generated
+directory has the exact ModelScope layout (config.yaml, model.pt, tokens.json, am.mvn,
+configuration.json) and is built by FunASR's own SeacoParaformer class, so every code path,
+shape and cost is the real one; only the text it produces is meaningless.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+import yaml
+
+log = logging.getLogger(__name__)
+
+RANDOM_PREFIX = "random:"
+SIZES = ("tiny", "large")
+GENERATOR_VERSION = 3  # bump when the generated layout or weights change
+
+REFERENCE_CONFIG = Path(__file__).with_name("reference_config.yaml")
+
+# The real vocabulary has 8404 entries with the "no bias" class at 8377; the large model keeps
+# those numbers so its output layers have the real shapes.
+_VOCAB_SIZE = {"tiny": 600, "large": 8404}
+_NO_BIAS = {"tiny": 577, "large": 8377}
+
+_TINY_OVERRIDES = {
+    "model_conf": {"inner_dim": 64},
+    "encoder_conf": {"output_size": 64, "linear_units": 128, "num_blocks": 2},
+    "decoder_conf": {"linear_units": 128, "num_blocks": 2, "att_layer_num": 2},
+    "seaco_decoder_conf": {"linear_units": 64, "num_blocks": 1},
+    "predictor_conf": {"idim": 64},
+}
+
+
+def is_random_spec(spec: str) -> bool:
+    return spec.startswith(RANDOM_PREFIX)
+
+
+def random_size(spec: str) -> str:
+    size = spec[len(RANDOM_PREFIX):]
+    if size not in SIZES:
+        raise ValueError(f"model '{spec}': random size must be one of {', '.join(SIZES)}")
+    return size
+
+
+def _deep_update(base: dict, extra: dict) -> dict:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def build_config(size: str) -> dict:
+    """The real architecture config, shrunk for `tiny`, with training-only sections kept as-is."""
+    config = yaml.safe_load(REFERENCE_CONFIG.read_text(encoding="utf-8"))
+    config["model_conf"]["NO_BIAS"] = _NO_BIAS[size]
+    if size == "tiny":
+        _deep_update(config, copy.deepcopy(_TINY_OVERRIDES))
+    return config
+
+
+def build_vocabulary(size: str) -> list[str]:
+    """<blank>, <s>, </s>, CJK characters in code-point order, then <unk> last, as the real list."""
+    count = _VOCAB_SIZE[size]
+    chars = [chr(0x4E00 + i) for i in range(count - 4)]
+    return ["<blank>", "<s>", "</s>", *chars, "<unk>"]
+
+
+def _cmvn_text(dim: int, generator: torch.Generator) -> str:
+    """Kaldi nnet text with <AddShift>/<Rescale>, as the real am.mvn, with plausible fbank stats."""
+    means = -(10.0 + 4.0 * torch.rand(dim, generator=generator))
+    scales = 0.2 + 0.2 * torch.rand(dim, generator=generator)
+
+    def vector(values: torch.Tensor) -> str:
+        return "[ " + " ".join(f"{v:.6f}" for v in values.tolist()) + " ]"
+
+    return (
+        "<Nnet>\n"
+        f"<Splice> {dim} {dim}\n[ 0 ]\n"
+        f"<AddShift> {dim} {dim}\n<LearnRateCoef> 0 {vector(means)}\n"
+        f"<Rescale> {dim} {dim}\n<LearnRateCoef> 0 {vector(scales)}\n"
+        "</Nnet>\n"
+    )
+
+
+def _configuration_json() -> dict:
+    return {
+        "framework": "pytorch",
+        "task": "auto-speech-recognition",
+        "model": {"type": "funasr"},
+        "pipeline": {"type": "funasr-pipeline"},
+        "file_path_metas": {
+            "init_param": "model.pt",
+            "config": "config.yaml",
+            "tokenizer_conf": {"token_list": "tokens.json", "seg_dict": "seg_dict"},
+            "frontend_conf": {"cmvn_file": "am.mvn"},
+        },
+        "generated_by": f"seaco-webui random model generator v{GENERATOR_VERSION}",
+    }
+
+
+def _instantiate(config: dict, vocab_size: int, seed: int) -> torch.nn.Module:
+    from funasr.register import tables
+
+    from .model import import_funasr
+
+    import_funasr()  # registers SeacoParaformer
+
+    torch.manual_seed(seed)
+    model_class = tables.model_classes.get(config["model"])
+    frontend_conf = config["frontend_conf"]
+    input_size = frontend_conf["n_mels"] * frontend_conf["lfr_m"]
+    kwargs = copy.deepcopy(config)
+    kwargs.update(config["model_conf"])
+    model = model_class(vocab_size=vocab_size, input_size=input_size, **kwargs)
+    _calibrate_hotword_head(model, config["model_conf"]["NO_BIAS"])
+    return model
+
+
+def _calibrate_hotword_head(model: torch.nn.Module, no_bias: int) -> None:
+    """Make the SeACo head prefer "no bias", as a trained model does when no hotword is spoken.
+
+    With plain random weights the head picks a random token at every position and the hotword
+    branch overrides the decoder everywhere, which no real model does.
+    """
+    with torch.no_grad():
+        model.hotword_output_layer.bias[no_bias] += 50.0
+
+
+def generate(size: str, target: Path, seed: int = 0) -> Path:
+    """Write a complete random-weight model directory at `target` (atomically)."""
+    config = build_config(size)
+    vocab = build_vocabulary(size)
+    generator = torch.Generator().manual_seed(seed)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        model = _instantiate(config, len(vocab), seed)
+        torch.save(model.state_dict(), staging / "model.pt")
+        (staging / "config.yaml").write_text(
+            yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8"
+        )
+        (staging / "tokens.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+        # The real model ships a seg_dict that maps words to tokens; FunASR uses it to split
+        # hotwords into characters. Ours maps every character to itself.
+        (staging / "seg_dict").write_text(
+            "".join(f"{t} {t}\n" for t in vocab if not t.startswith("<")), encoding="utf-8"
+        )
+        dim = config["frontend_conf"]["n_mels"] * config["frontend_conf"]["lfr_m"]
+        (staging / "am.mvn").write_text(_cmvn_text(dim, generator), encoding="utf-8")
+        (staging / "configuration.json").write_text(
+            json.dumps(_configuration_json(), indent=2), encoding="utf-8"
+        )
+        params = sum(p.numel() for p in model.parameters())
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log.info("generated random:%s model (%.1f M parameters) at %s", size, params / 1e6, target)
+    return target
+
+
+def ensure_random_model(spec: str, cache_dir: Path) -> Path:
+    """Return the directory for `random:SIZE`, generating it once into the cache."""
+    size = random_size(spec)
+    target = cache_dir / f"random-{size}-v{GENERATOR_VERSION}"
+    if (target / "model.pt").is_file() and (target / "configuration.json").is_file():
+        return target
+    log.info("building random:%s model into %s (first use only)", size, target)
+    return generate(size, target)

@@ -1,0 +1,141 @@
+"""One padded batch of features through FunASR's own SeACo-Paraformer stages.
+
+The stages are FunASR's (encode -> CIF predictor -> SeACo decoder); what this module adds is
+keeping batch padding out of the results. FunASR's `calc_predictor` hands the CIF predictor the
+encoder output at padded frames (its tail step and its kernel-3 convolution both read the first
+padded frame), so a file's tokens depend on its batch mates. Running the predictor per file on
+the unpadded slice of the batched encoder output makes log-probs bit-identical to a batch of one
+(measured: 0 of 48 files changed; see DESIGN.md); the encoder and decoder already mask padding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+
+@dataclass
+class Decoded:
+    token_ids: list[int]
+    text: str
+    confidence: float  # geometric mean of the chosen tokens' probabilities, 0-1
+
+
+@dataclass
+class BatchTimings:
+    encoder_s: float = 0.0
+    predictor_s: float = 0.0
+    decoder_s: float = 0.0
+    postprocess_s: float = 0.0
+
+
+class SimulatedOutOfMemory(torch.OutOfMemoryError):
+    """torch's own OOM type, raised by the CPU-testable memory budget (simulate_oom_frames)."""
+
+
+class Recognizer:
+    """Runs padded batches; stateless between calls apart from the model itself."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer, frontend, device: torch.device,
+                 fp16: bool = False, simulate_oom_frames: int = 0):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.frontend = frontend
+        self.device = device
+        self.fp16 = fp16 and device.type == "cuda"
+        self.simulate_oom_frames = simulate_oom_frames
+        self._special = {model.blank_id, model.sos, model.eos}
+
+    def hotword_list(self, words: list[str]) -> list[list[int]] | None:
+        """Token ids per hotword plus FunASR's trailing <s> entry, via FunASR's own splitter."""
+        if not words:
+            return None
+        return self.model.generate_hotwords_list(
+            " ".join(words), tokenizer=self.tokenizer, frontend=self.frontend
+        )
+
+    def _autocast(self):
+        if self.fp16:
+            return torch.autocast(device_type="cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def _check_budget(self, feats: list[torch.Tensor]) -> None:
+        padded = len(feats) * max(f.shape[0] for f in feats)
+        if self.simulate_oom_frames and padded > self.simulate_oom_frames:
+            raise SimulatedOutOfMemory(
+                f"CUDA out of memory (simulated): batch of {len(feats)} x {padded // len(feats)} "
+                f"frames exceeds the budget of {self.simulate_oom_frames} padded frames"
+            )
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def recognize(self, feats: list[torch.Tensor], hotwords: list[list[int]] | None,
+                  timings: BatchTimings | None = None) -> list[Decoded]:
+        """Features of one batch (any lengths) -> one Decoded per file, in the same order."""
+        timings = timings or BatchTimings()
+        self._check_budget(feats)
+        clock = _Clock(self._sync)
+        model = self.model
+        with torch.inference_mode(), self._autocast():
+            lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.int32)
+            speech = pad_sequence(feats, batch_first=True).to(self.device, non_blocking=True)
+            encoder_out, encoder_lens = model.encode(speech, lengths.to(self.device))
+            timings.encoder_s += clock.lap()
+
+            embeds, token_counts = [], []
+            for row in range(len(feats)):
+                length = int(encoder_lens[row])
+                acoustic, count, *_ = model.calc_predictor(
+                    encoder_out[row : row + 1, :length], encoder_lens[row : row + 1]
+                )
+                embeds.append(acoustic[0])
+                token_counts.append(count[0])
+            token_lens = torch.stack(token_counts).round().long()
+            timings.predictor_s += clock.lap()
+
+            if int(token_lens.max()) < 1:
+                return [Decoded([], "", 0.0) for _ in feats]
+            acoustic_embeds = pad_sequence(embeds, batch_first=True)
+            log_probs = model._seaco_decode_with_ASF(
+                encoder_out, encoder_lens, acoustic_embeds, token_lens, hw_list=hotwords
+            )
+            timings.decoder_s += clock.lap()
+            best_scores, best_ids = log_probs.float().max(dim=-1)
+            best_scores, best_ids = best_scores.cpu(), best_ids.cpu()
+        results = [self._finish(best_ids[i, : token_lens[i]], best_scores[i, : token_lens[i]])
+                   for i in range(len(feats))]
+        timings.postprocess_s += clock.lap()
+        return results
+
+    def _finish(self, ids: torch.Tensor, scores: torch.Tensor) -> Decoded:
+        from funasr.utils.postprocess_utils import sentence_postprocess
+
+        keep = [i for i, token in enumerate(ids.tolist()) if token not in self._special]
+        token_ids = [int(ids[i]) for i in keep]
+        if not token_ids:
+            return Decoded([], "", 0.0)
+        tokens = self.tokenizer.ids2tokens(token_ids)
+        text = sentence_postprocess(tokens)[0]
+        confidence = math.exp(float(scores[keep].mean()))
+        return Decoded(token_ids, text, round(min(1.0, confidence), 4))
+
+
+class _Clock:
+    def __init__(self, sync):
+        import time
+
+        self._now = time.perf_counter
+        self._sync = sync
+        self._last = self._now()
+
+    def lap(self) -> float:
+        self._sync()
+        now = self._now()
+        elapsed, self._last = now - self._last, now
+        return elapsed

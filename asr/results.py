@@ -1,0 +1,85 @@
+"""Plain result records shared by the engine, the UI, the CLI, the wizard and exports."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Result:
+    """One input's outcome. `error` is None on success, else a message meant for the user."""
+
+    file: str
+    text: str = ""
+    confidence: float = 0.0
+    duration_s: float = 0.0
+    decode_s: float = 0.0
+    features_s: float = 0.0
+    model_s: float = 0.0
+    batch_size: int = 0  # the size of the batch this file actually ran in
+    backed_off: bool = False  # True when a CUDA out-of-memory forced a smaller batch
+    cache_hit: bool = False
+    token_ids: list[int] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def processing_s(self) -> float:
+        return self.decode_s + self.features_s + self.model_s
+
+    @property
+    def rtf(self) -> float:
+        """Real-time factor: processing seconds per second of audio (lower is faster)."""
+        return self.processing_s / self.duration_s if self.duration_s > 0 else 0.0
+
+    def to_dict(self, with_tokens: bool = False) -> dict:
+        data = asdict(self)
+        if not with_tokens:
+            data.pop("token_ids")
+        data["processing_s"] = round(self.processing_s, 4)
+        data["rtf"] = round(self.rtf, 5)
+        for key in ("duration_s", "decode_s", "features_s", "model_s"):
+            data[key] = round(data[key], 4)
+        return data
+
+
+@dataclass
+class RunStats:
+    """What one transcribe call did, for logs, the wizard and the benchmark's --profile."""
+
+    files: int = 0
+    failed: int = 0
+    audio_s: float = 0.0
+    wall_s: float = 0.0
+    wait_s: float = 0.0  # time the model stood idle waiting for prepared input
+    decode_s: float = 0.0
+    features_s: float = 0.0
+    encoder_s: float = 0.0
+    predictor_s: float = 0.0
+    decoder_s: float = 0.0
+    postprocess_s: float = 0.0
+    batches: int = 0
+    backoffs: int = 0
+    requested_batch_size: int = 0
+    cache_hits: int = 0
+    preload: bool = False
+    peak_queued_mb: float = 0.0
+
+    @property
+    def speed(self) -> float:
+        """Seconds of audio per second of wall time (x real time)."""
+        return self.audio_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        data = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        data["speed_x_realtime"] = round(self.speed, 2)
+        return data
+
+
+@dataclass
+class Transcription:
+    results: list[Result]
+    stats: RunStats

@@ -1,0 +1,265 @@
+"""Typed settings from config.yaml, environment and CLI, in that order of rising precedence.
+
+Every key has one dotted name (`feature_cache.max_size_mb`), one environment variable (the dotted
+name upper-cased with `_`: `FEATURE_CACHE_MAX_SIZE_MB`, `PRELOAD_AUDIO`) and is validated at start:
+an unknown key or a bad value stops the program with a message naming the key and what it allows,
+instead of surfacing as a strange failure in the middle of a batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+DEFAULT_MODEL = "iic/speech_seaco_paraformer_large_asr_nat-zh-cn-16k-common-vocab8404-pytorch"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config.yaml"
+
+
+class SettingsError(ValueError):
+    """A configuration problem a user must fix; the message names the key."""
+
+
+def _choice(*values: str) -> dict:
+    return {"choices": values}
+
+
+def _at_least(minimum: float) -> dict:
+    return {"min": minimum}
+
+
+@dataclass
+class FeatureCacheSettings:
+    enable: bool = False
+    max_size_mb: int = field(default=512, metadata=_at_least(1))
+    dir: str = ""
+
+
+@dataclass
+class HotwordSettings:
+    max_count: int = field(default=10, metadata={"min": 1, "max": 50})
+    max_chars: int = field(default=20, metadata=_at_least(1))
+
+
+@dataclass
+class InputSettings:
+    max_duration_s: float = field(default=3600.0, metadata=_at_least(0.1))
+    min_duration_s: float = field(default=0.05, metadata=_at_least(0.0))
+    segment_s: float = field(default=60.0, metadata={"min": 5.0, "max": 600.0})
+
+
+@dataclass
+class BatchSettings:
+    allowed_dirs: list[str] = field(default_factory=list)
+    max_files: int = field(default=500, metadata=_at_least(1))
+    max_total_mb: int = field(default=4096, metadata=_at_least(1))
+
+
+@dataclass
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = field(default=7860, metadata={"min": 1, "max": 65535})
+    max_file_size_mb: int = field(default=500, metadata=_at_least(1))
+
+
+@dataclass
+class PreloadSettings:
+    workers: int = field(default=2, metadata=_at_least(1))
+    queue_items: int = field(default=16, metadata=_at_least(1))
+    queue_mb: int = field(default=256, metadata=_at_least(1))
+
+
+@dataclass
+class Settings:
+    model: str = DEFAULT_MODEL
+    cache_dir: str = ".cache"
+    device: str = field(default="auto", metadata=_choice("auto", "cuda", "cpu"))
+    batch_size: int = field(default=4, metadata={"min": 1, "max": 512})
+    fp16: bool = False
+    cpu_threads: int = field(default=0, metadata=_at_least(0))
+    preload_audio: bool = False
+    simulate_oom_frames: int = field(default=0, metadata=_at_least(0))
+    log_level: str = field(default="INFO", metadata=_choice("DEBUG", "INFO", "WARNING", "ERROR"))
+    preload: PreloadSettings = field(default_factory=PreloadSettings)
+    feature_cache: FeatureCacheSettings = field(default_factory=FeatureCacheSettings)
+    hotwords: HotwordSettings = field(default_factory=HotwordSettings)
+    input: InputSettings = field(default_factory=InputSettings)
+    batch: BatchSettings = field(default_factory=BatchSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    config_path: str = field(default="", metadata={"internal": True})
+
+    def resolve_path(self, value: str) -> Path:
+        """Relative paths in config.yaml mean relative to the project, not to the working dir."""
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else PROJECT_ROOT / path
+
+    def flat(self) -> dict[str, Any]:
+        return dict(_flatten(dataclasses.asdict(self)))
+
+    def summary(self) -> str:
+        keys = ("model", "device", "batch_size", "fp16", "preload_audio", "feature_cache.enable",
+                "cpu_threads")
+        flat = self.flat()
+        return ", ".join(f"{key}={flat[key]}" for key in keys)
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = ""):
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from _flatten(value, name + ".")
+        else:
+            yield name, value
+
+
+def _schema(cls: type = Settings, prefix: str = "") -> dict[str, tuple[type, dict]]:
+    """Dotted key -> (python type, metadata) for every leaf setting."""
+    hints = get_type_hints(cls)
+    out: dict[str, tuple[type, dict]] = {}
+    for f in fields(cls):
+        if f.metadata.get("internal"):
+            continue
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            out.update(_schema(hint, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = (hint, dict(f.metadata))
+    return out
+
+
+SCHEMA = _schema()
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def env_name(key: str) -> str:
+    return key.replace(".", "_").upper()
+
+
+def _describe(hint: Any, meta: dict) -> str:
+    if "choices" in meta:
+        return "one of " + ", ".join(meta["choices"])
+    if hint is bool:
+        return "true or false"
+    if hint in (int, float):
+        kind = "an integer" if hint is int else "a number"
+        bounds = []
+        if "min" in meta:
+            bounds.append(f">= {meta['min']}")
+        if "max" in meta:
+            bounds.append(f"<= {meta['max']}")
+        return kind + (" " + " and ".join(bounds) if bounds else "")
+    if hint == list[str]:
+        return "a list of strings"
+    return "a string"
+
+
+def coerce(key: str, value: Any, source: str) -> Any:
+    """Convert and validate one value; raise SettingsError naming key, source and what is allowed."""
+    if key not in SCHEMA:
+        close = [k for k in SCHEMA if k.split(".")[-1] == key.split(".")[-1]]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise SettingsError(f"unknown setting '{key}' in {source}{hint}")
+    hint, meta = SCHEMA[key]
+    allowed = _describe(hint, meta)
+    bad = SettingsError(f"setting '{key}' from {source} is {value!r}; it must be {allowed}")
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                result: Any = value
+            elif str(value).strip().lower() in _TRUE:
+                result = True
+            elif str(value).strip().lower() in _FALSE:
+                result = False
+            else:
+                raise bad
+        elif hint is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise bad
+            result = int(str(value).strip()) if isinstance(value, str) else int(value)
+        elif hint is float:
+            if isinstance(value, bool):
+                raise bad
+            result = float(value)
+        elif hint == list[str]:
+            if isinstance(value, str):
+                result = [part.strip() for part in value.split(",") if part.strip()]
+            elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+                result = list(value)
+            elif value is None:
+                result = []
+            else:
+                raise bad
+        else:
+            if value is None or isinstance(value, (dict, list)):
+                raise bad
+            result = str(value)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, SettingsError):
+            raise
+        raise bad from None
+    if "choices" in meta:
+        normalised = result.upper() if key == "log_level" else result.lower()
+        if normalised not in meta["choices"]:
+            raise bad
+        result = normalised
+    if "min" in meta and result < meta["min"]:
+        raise bad
+    if "max" in meta and result > meta["max"]:
+        raise bad
+    return result
+
+
+def _set(settings: Settings, key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    target: Any = settings
+    for part in parents:
+        target = getattr(target, part)
+    setattr(target, leaf, value)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise SettingsError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"config file {path} must hold a mapping of settings")
+    flat: dict[str, Any] = {}
+    for key, value in _flatten(data):
+        flat[key] = value
+    # A mapping given where a leaf is expected, or vice versa, still gets a named error.
+    for key, value in data.items():
+        if isinstance(value, dict) and key in SCHEMA:
+            raise SettingsError(f"setting '{key}' in {path} must be a single value, not a mapping")
+    return flat
+
+
+def load_settings(
+    config_path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build Settings: config.yaml, then environment variables, then explicit (CLI) overrides."""
+    environ = os.environ if environ is None else environ
+    path = Path(config_path) if config_path else DEFAULT_CONFIG_PATH
+    settings = Settings(config_path=str(path))
+    if config_path or path.exists():
+        for key, value in read_config_file(path).items():
+            _set(settings, key, coerce(key, value, str(path)))
+    for key in SCHEMA:
+        name = env_name(key)
+        if name in environ and environ[name] != "":
+            _set(settings, key, coerce(key, environ[name], f"environment variable {name}"))
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set(settings, key, coerce(key, value, "the command line"))
+    return settings
