@@ -42,6 +42,7 @@ class _Job:
     name: str
     source: AudioInput
     probed_s: float
+    use_cache: bool = True
 
 
 @dataclass
@@ -87,12 +88,17 @@ class Engine:
     def transcribe(self, inputs: Sequence[AudioInput], batch_size: int | None = None,
                    hotwords: str | list[str] | None = None, progress: Progress | None = None,
                    preload: bool | None = None) -> list[Result]:
+        """Recognise `inputs` (paths or (samples, rate)); one Result per input, in input order."""
         return self.run(inputs, batch_size, hotwords, progress, preload).results
 
     def run(self, inputs: Sequence[AudioInput], batch_size: int | None = None,
             hotwords: str | list[str] | None = None, progress: Progress | None = None,
-            preload: bool | None = None) -> Transcription:
-        """Like transcribe, plus the run's statistics (wait time, stage times, back-offs)."""
+            preload: bool | None = None, use_cache: bool = True) -> Transcription:
+        """Like transcribe, plus the run's statistics (wait time, stage times, back-offs).
+
+        `preload` overrides settings.preload_audio for this call; `use_cache=False` bypasses the
+        feature cache (the tuning wizard and benchmark use it so cache hits cannot flatter a size).
+        """
         started = time.perf_counter()
         size = int(batch_size or self.default_batch_size)
         if size < 1:
@@ -102,7 +108,7 @@ class Engine:
         hotword_ids = self.recognizer.hotword_list(words)
         use_preload = self.settings.preload_audio if preload is None else preload
 
-        jobs = [self._job(i, source) for i, source in enumerate(inputs)]
+        jobs = [self._job(i, source, use_cache) for i, source in enumerate(inputs)]
         # Longest first: similar lengths share a batch (little padding), and an out-of-memory
         # shows up on the first batch rather than the last.
         ordered = sorted(jobs, key=lambda j: (-j.probed_s, j.index))
@@ -159,12 +165,12 @@ class Engine:
 
     # ---- preparation (runs inline or on preload threads) -----------------------------------
 
-    def _job(self, index: int, source: AudioInput) -> _Job:
+    def _job(self, index: int, source: AudioInput, use_cache: bool) -> _Job:
         if isinstance(source, (str, Path)):
-            return _Job(index, Path(source).name, source, _probe_seconds(Path(source)))
+            return _Job(index, Path(source).name, source, _probe_seconds(Path(source)), use_cache)
         samples, rate = source
         seconds = len(samples) / rate if rate else 0.0
-        return _Job(index, f"input-{index + 1}", source, seconds)
+        return _Job(index, f"input-{index + 1}", source, seconds, use_cache)
 
     def _estimate_bytes(self, job: _Job) -> int:
         dim = self.loaded.frontend.output_size()
@@ -190,7 +196,7 @@ class Engine:
         if isinstance(job.source, (str, Path)):
             data = audio_io.read_file(job.source)
             key = cache_key(audio_io.md5_of(data), self.features.fingerprint)
-            cached = self.cache.get(key)
+            cached = self.cache.get(key) if job.use_cache else None
             if cached is not None:
                 # Same bytes, same frontend: decoding would give the same samples, so skip it.
                 audio_io.check_duration_s(cached.duration_s, limits.min_duration_s,
@@ -212,7 +218,7 @@ class Engine:
         if any(s.shape[0] == 0 for s in item.segments):
             raise audio_io.AudioError("the audio is too short to produce any feature frames")
         item.features_s = time.perf_counter() - t1
-        if key:
+        if key and job.use_cache:
             self.cache.put(key, CachedFeatures(item.segments, item.duration_s))
 
     # ---- model -------------------------------------------------------------------------------

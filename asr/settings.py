@@ -76,6 +76,22 @@ class PreloadSettings:
 
 
 @dataclass
+class TuningSettings:
+    sizes: list[int] = field(default_factory=lambda: [2, 4, 6, 8])
+    copies: int = field(default=5, metadata=_at_least(1))
+    repeats: int = field(default=3, metadata=_at_least(1))
+    margin_pct: float = field(default=3.0, metadata={"min": 0.0, "max": 100.0})
+    memory_limit_pct: float = field(default=85.0, metadata={"min": 1.0, "max": 100.0})
+
+
+@dataclass
+class RealtimeSettings:
+    update_interval_s: float = field(default=1.0, metadata={"min": 0.2, "max": 10.0})
+    pause_s: float = field(default=0.6, metadata={"min": 0.1, "max": 5.0})
+    max_segment_s: float = field(default=20.0, metadata={"min": 2.0, "max": 60.0})
+
+
+@dataclass
 class Settings:
     model: str = DEFAULT_MODEL
     cache_dir: str = ".cache"
@@ -92,6 +108,8 @@ class Settings:
     input: InputSettings = field(default_factory=InputSettings)
     batch: BatchSettings = field(default_factory=BatchSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    tuning: TuningSettings = field(default_factory=TuningSettings)
+    realtime: RealtimeSettings = field(default_factory=RealtimeSettings)
     config_path: str = field(default="", metadata={"internal": True})
 
     def resolve_path(self, value: str) -> Path:
@@ -157,6 +175,8 @@ def _describe(hint: Any, meta: dict) -> str:
         return kind + (" " + " and ".join(bounds) if bounds else "")
     if hint == list[str]:
         return "a list of strings"
+    if hint == list[int]:
+        return "a list of positive integers"
     return "a string"
 
 
@@ -196,6 +216,18 @@ def coerce(key: str, value: Any, source: str) -> Any:
                 result = []
             else:
                 raise bad
+        elif hint == list[int]:
+            items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, list) or not items:
+                raise bad
+            result = []
+            for item in items:
+                if isinstance(item, bool) or (isinstance(item, float) and not item.is_integer()):
+                    raise bad
+                number = int(str(item).strip()) if isinstance(item, str) else int(item)
+                if number < 1:
+                    raise bad
+                result.append(number)
         else:
             if value is None or isinstance(value, (dict, list)):
                 raise bad

@@ -1,0 +1,79 @@
+"""Shared fixtures: one random:tiny model and one Engine per test session, real audio files.
+
+The tiny model is generated into the project's .cache on first use (seconds) and reused after.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from asr.settings import PROJECT_ROOT, Settings, load_settings
+
+SHARED_AUDIO = PROJECT_ROOT.parent / "shared" / "audio"
+REFERENCE_WAVS = sorted(SHARED_AUDIO.glob("*.wav"))
+
+
+def tiny_settings(**overrides) -> Settings:
+    """Settings for tests: random:tiny on CPU, the project's config.yaml ignored."""
+    base = {"model": "random:tiny", "device": "cpu", "batch_size": 4, "cpu_threads": 2,
+            "preload_audio": False, "feature_cache.enable": False}
+    base.update(overrides)
+    return load_settings(PROJECT_ROOT / "tests" / "empty_config.yaml", environ={}, overrides=base)
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """The session's shared Engine. Tests must not change its settings; build their own instead."""
+    from asr.engine import Engine
+
+    return Engine(tiny_settings())
+
+
+@pytest.fixture(scope="session")
+def loaded_tiny(engine):
+    """The loaded tiny model, for tests that need another Engine without reloading weights."""
+    return engine.loaded
+
+
+@pytest.fixture(scope="session")
+def reference_wavs() -> list[Path]:
+    if not REFERENCE_WAVS:
+        pytest.fail(f"no reference audio in {SHARED_AUDIO}: ../shared must sit beside the checkout")
+    return REFERENCE_WAVS
+
+
+def speechlike(seconds: float, seed: int, rate: int = 16000) -> np.ndarray:
+    """Deterministic noise bursts shaped like syllables: enough to drive the model's real paths."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * rate)
+    t = np.arange(n) / rate
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(2.5, 5.0) * t + rng.uniform(0, 6.28))
+    tone = np.sin(2 * np.pi * rng.uniform(120, 260) * t) * 0.3
+    signal = (tone + rng.normal(0, 0.2, n)) * envelope * 0.3
+    return signal.astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory) -> Path:
+    """A folder of synthetic wav clips of mixed lengths (1-12 s), made once per session."""
+    folder = tmp_path_factory.mktemp("clips")
+    for i, seconds in enumerate([1.2, 7.5, 3.3, 11.8, 2.0, 5.6, 9.1, 4.4]):
+        soundfile.write(folder / f"clip{i:02d}.wav", speechlike(seconds, seed=i), 16000)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """Debian's Chromium for browser tests; under CI a missing browser fails instead of skipping."""
+    path = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; `bash run.sh test` installs it when run as root")
+        pytest.skip("chromium is not installed")
+    return path
