@@ -71,6 +71,7 @@ def _decode_soundfile(data: bytes) -> tuple[np.ndarray, int, int] | None:
 
 
 def _decode_pyav(data: bytes) -> tuple[np.ndarray, int, int]:
+    """Returns samples already at 16 kHz mono, the source rate and the source channel count."""
     import av
 
     try:
@@ -79,6 +80,7 @@ def _decode_pyav(data: bytes) -> tuple[np.ndarray, int, int]:
                 raise AudioError("the file has no audio track")
             stream = container.streams.audio[0]
             channels = stream.codec_context.channels or 1
+            source_rate = stream.codec_context.sample_rate or TARGET_RATE
             resampler = av.AudioResampler(format="flt", layout="mono", rate=TARGET_RATE)
             chunks: list[np.ndarray] = []
             for frame in container.decode(stream):
@@ -95,7 +97,7 @@ def _decode_pyav(data: bytes) -> tuple[np.ndarray, int, int]:
             f"({detail})"
         ) from None
     samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
-    return samples[:, None], TARGET_RATE, int(channels)
+    return samples[:, None], int(source_rate), int(channels)
 
 
 def md5_of(data: bytes) -> str:
@@ -105,9 +107,13 @@ def md5_of(data: bytes) -> str:
 def decode_bytes(data: bytes, name: str) -> DecodedAudio:
     if not data:
         raise AudioError("the file is empty (0 bytes)")
-    decoded = _decode_soundfile(data) or _decode_pyav(data)
-    samples, rate, channels = decoded
-    mono = to_mono_16k(samples, rate)
+    decoded = _decode_soundfile(data)
+    if decoded is not None:
+        samples, rate, channels = decoded
+        mono = to_mono_16k(samples, rate)
+    else:
+        samples, rate, channels = _decode_pyav(data)
+        mono = to_mono_16k(samples, TARGET_RATE)
     return DecodedAudio(name, mono, rate, channels, md5_of(data))
 
 
