@@ -49,9 +49,9 @@ def to_mono_16k(samples: np.ndarray, rate: int) -> np.ndarray:
         array = array.astype(np.float32) / float(max(abs(info.min), info.max))
     array = array.astype(np.float32, copy=False)
     if array.ndim == 2:
-        # Channels are the smaller axis: (frames, channels) from soundfile and Gradio.
-        axis = 1 if array.shape[1] <= array.shape[0] else 0
-        array = array.mean(axis=axis)
+        # (frames, channels) from soundfile and Gradio; (channels, frames) from some callers.
+        channels_first = array.shape[1] > 8 and array.shape[0] <= 8
+        array = array.mean(axis=0 if channels_first else 1) if array.size else array.reshape(-1)
     elif array.ndim != 1:
         raise AudioError(f"audio array must be 1-D or 2-D, got shape {array.shape}")
     if rate <= 0:

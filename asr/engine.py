@@ -281,8 +281,8 @@ class _BatchScheduler:
         for number, feats in enumerate(item.segments):
             self.pending.append(_Unit(item, number, feats))
             if len(self.pending) >= self.size:
-                self._run(self.pending[: self.size])
-                self.pending = self.pending[self.size:]
+                batch, self.pending = self.pending[: self.size], self.pending[self.size:]
+                self._run(batch)
 
     def flush(self) -> None:
         while self.pending:

@@ -1,0 +1,164 @@
+"""The shared engine on a real FunASR SeacoParaformer (random:tiny weights) and real audio."""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from conftest import speechlike, tiny_settings
+
+from asr.engine import Engine
+from asr.hotwords import HotwordError
+
+
+@pytest.fixture(scope="module")
+def mixed_files(clip_dir, reference_wavs):
+    return sorted(clip_dir.glob("*.wav")) + list(reference_wavs)
+
+
+def test_padding_invariance_over_batch_sizes_and_orders(engine, mixed_files):
+    """A file alone and inside any padded batch gives the same tokens (fp32)."""
+    alone = {p.name: engine.transcribe([p], batch_size=1)[0] for p in mixed_files}
+    assert all(r.ok and r.token_ids for r in alone.values())
+    shuffled = list(mixed_files)
+    random.Random(7).shuffle(shuffled)
+    for size in range(2, 9):
+        for order in (mixed_files, shuffled):
+            results = engine.transcribe(order, batch_size=size)
+            assert max(r.batch_size for r in results) == size
+            for path, result in zip(order, results, strict=True):
+                assert result.token_ids == alone[path.name].token_ids, (path.name, size)
+                assert result.text == alone[path.name].text
+
+
+def test_batched_padding_does_change_funasr_predictor_output(engine, mixed_files):
+    """Why the engine runs the predictor per file: FunASR's own batched predictor leaks padding."""
+    feats = [engine.features(np.asarray(soundfile.read(p, dtype="float32")[0])) for p in mixed_files[:6]]
+    model = engine.loaded.model
+    with torch.inference_mode():
+        padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+        lengths = torch.tensor([f.shape[0] for f in feats])
+        enc, enc_lens = model.encode(padded, lengths)
+        batched_alphas = model.calc_predictor(enc, enc_lens)[2]
+        differs = 0
+        for row in range(len(feats)):
+            n = int(enc_lens[row])
+            alone_alphas = model.calc_predictor(enc[row:row + 1, :n], enc_lens[row:row + 1])[2]
+            differs += not torch.equal(alone_alphas[0, :n], batched_alphas[row, :n])
+    assert differs > 0
+
+
+def test_results_keep_input_order_and_names(engine, clip_dir):
+    files = sorted(clip_dir.glob("*.wav"), key=lambda p: p.stat().st_size)  # shortest first
+    results = engine.transcribe(files, batch_size=3)
+    assert [r.file for r in results] == [p.name for p in files]
+    durations = [r.duration_s for r in results]
+    assert durations == sorted(durations)
+
+
+def test_bad_inputs_fail_alone(engine, tmp_path, reference_wavs):
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "text.wav").write_text("not audio at all " * 20)
+    good = reference_wavs[0].read_bytes()
+    (tmp_path / "truncated.wav").write_bytes(good[:30])
+    soundfile.write(tmp_path / "zero.wav", np.zeros(0, dtype=np.float32), 16000)
+    soundfile.write(tmp_path / "long.wav", np.zeros(16000 * 3, dtype=np.float32), 16000)
+    inputs = [reference_wavs[0], tmp_path / "empty.wav", tmp_path / "text.wav",
+              tmp_path / "missing.wav", tmp_path / "truncated.wav", tmp_path / "zero.wav",
+              reference_wavs[1]]
+    results = engine.transcribe(inputs, batch_size=4)
+    by_name = {r.file: r for r in results}
+    assert by_name[reference_wavs[0].name].ok and by_name[reference_wavs[1].name].ok
+    assert "empty" in by_name["empty.wav"].error
+    assert "not a readable audio file" in by_name["text.wav"].error
+    assert "not found" in by_name["missing.wav"].error
+    assert by_name["truncated.wav"].error
+    assert "zero length" in by_name["zero.wav"].error
+    alone = engine.transcribe([reference_wavs[0]], batch_size=1)[0]
+    assert by_name[reference_wavs[0].name].token_ids == alone.token_ids
+
+    strict = Engine(tiny_settings(**{"input.max_duration_s": 2.0}), loaded=engine.loaded)
+    [too_long] = strict.transcribe([tmp_path / "long.wav"])
+    assert "too long" in too_long.error and "input.max_duration_s" in too_long.error
+
+
+def test_in_memory_inputs_and_long_audio_segments(engine):
+    long_audio = speechlike(70.0, seed=11)  # over the 60 s segment limit: two segments
+    short_audio = speechlike(4.0, seed=12)
+    results = engine.transcribe([(long_audio, 16000), (short_audio, 16000)], batch_size=2)
+    assert [r.file for r in results] == ["input-1", "input-2"]
+    assert all(r.ok for r in results)
+    assert results[0].duration_s == pytest.approx(70.0, abs=0.01)
+    alone = engine.transcribe([(short_audio, 16000)], batch_size=1)[0]
+    assert results[1].token_ids == alone.token_ids
+
+
+def test_result_fields_and_timings(engine, reference_wavs):
+    result = engine.transcribe([reference_wavs[0]])[0]
+    assert 0.0 < result.confidence <= 1.0
+    assert result.duration_s == pytest.approx(5.547, abs=0.01)
+    assert result.decode_s > 0 and result.features_s > 0 and result.model_s > 0
+    assert result.processing_s == pytest.approx(result.decode_s + result.features_s + result.model_s)
+    assert result.rtf == pytest.approx(result.processing_s / result.duration_s)
+    data = result.to_dict()
+    for key in ("file", "text", "confidence", "duration_s", "processing_s", "error", "rtf", "batch_size"):
+        assert key in data
+
+
+def test_hotwords_take_the_seaco_path(engine, reference_wavs):
+    vocab = engine.loaded.tokenizer.token_list
+    word = "".join(vocab[10:13])  # characters the random vocabulary knows
+    hotword_ids = engine.recognizer.hotword_list([word, vocab[20]])
+    assert hotword_ids[0] == [10, 11, 12] and hotword_ids[-1] == [engine.loaded.model.sos]
+    plain = engine.transcribe(reference_wavs, batch_size=2)
+    biased = engine.transcribe(reference_wavs, hotwords=f"{word}, {vocab[20]}", batch_size=2)
+    assert all(r.ok for r in biased)
+    assert [len(r.token_ids) for r in biased] == [len(r.token_ids) for r in plain]
+    alone = engine.transcribe([reference_wavs[0]], hotwords=f"{word} {vocab[20]}", batch_size=1)[0]
+    assert alone.token_ids == biased[0].token_ids
+
+
+def test_hotword_limits_are_clear(engine, reference_wavs):
+    with pytest.raises(HotwordError, match="limit is 10"):
+        engine.transcribe(reference_wavs[:1], hotwords=" ".join(f"词{i}" for i in range(11)))
+    with pytest.raises(HotwordError, match="no punctuation or paths"):
+        engine.transcribe(reference_wavs[:1], hotwords="http://example.com/words.txt")
+    with pytest.raises(HotwordError, match="characters"):
+        engine.transcribe(reference_wavs[:1], hotwords="长" * 21)
+
+
+def test_fp16_on_cpu_is_refused_with_a_log_line(engine, caplog):
+    with caplog.at_level(logging.WARNING, logger="asr.engine"):
+        fp16_engine = Engine(tiny_settings(fp16=True), loaded=engine.loaded)
+    assert fp16_engine.fp16 is False
+    assert any("fp16 requested" in rec.message for rec in caplog.records)
+
+
+def test_out_of_memory_backs_off_and_loses_nothing(engine, clip_dir):
+    files = sorted(clip_dir.glob("*.wav"))
+    expected = {r.file: r.token_ids for r in engine.transcribe(files, batch_size=1)}
+    # Budget: about two of the longest clips; a batch of 8 must back off twice.
+    budget = 2 * max(engine.features.frames_per_second * r for r in [11.8]) + 5
+    tight = Engine(tiny_settings(simulate_oom_frames=int(budget)), loaded=engine.loaded)
+    run = tight.run(files, batch_size=8)
+    assert run.stats.backoffs >= 2
+    assert all(r.ok for r in run.results)
+    assert any(r.backed_off for r in run.results)
+    longest = max(run.results, key=lambda r: r.duration_s)
+    assert longest.batch_size <= 2 and longest.backed_off
+    assert {r.file: r.token_ids for r in run.results} == expected
+
+
+def test_out_of_memory_at_batch_one_fails_only_that_file(engine, clip_dir):
+    files = sorted(clip_dir.glob("*.wav"))
+    # Only clips under ~3 s fit: the rest fail with a clear message, nothing else breaks.
+    tiny_budget = Engine(tiny_settings(simulate_oom_frames=60), loaded=engine.loaded)
+    results = tiny_budget.transcribe(files, batch_size=4)
+    failed = [r for r in results if not r.ok]
+    assert failed and len(failed) < len(results)
+    assert all("out of GPU memory even at batch size 1" in r.error for r in failed)
+    assert all(r.duration_s <= 3.5 for r in results if r.ok)

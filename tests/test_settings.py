@@ -1,0 +1,85 @@
+"""Settings precedence (CLI > environment > config.yaml) and validation messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from asr.settings import DEFAULT_CONFIG_PATH, DEFAULT_MODEL, SettingsError, load_settings
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_project_config_loads_and_matches_builtin_defaults():
+    settings = load_settings(DEFAULT_CONFIG_PATH, environ={})
+    assert settings.model == DEFAULT_MODEL
+    assert settings.batch_size == 4
+    assert settings.feature_cache.enable is False
+    assert settings.server.port == 7860
+
+
+def test_precedence_cli_over_env_over_file(tmp_path):
+    config = write_config(tmp_path, "batch_size: 3\npreload_audio: false\ndevice: cpu\n")
+    env = {"BATCH_SIZE": "5", "PRELOAD_AUDIO": "true"}
+    assert load_settings(config, environ={}).batch_size == 3
+    from_env = load_settings(config, environ=env)
+    assert (from_env.batch_size, from_env.preload_audio, from_env.device) == (5, True, "cpu")
+    from_cli = load_settings(config, environ=env, overrides={"batch_size": 7, "preload_audio": None})
+    assert from_cli.batch_size == 7
+    assert from_cli.preload_audio is True  # None means "flag not given"
+
+
+def test_nested_keys_from_env_and_file(tmp_path):
+    config = write_config(tmp_path, "feature_cache:\n  enable: true\n  max_size_mb: 64\n")
+    settings = load_settings(config, environ={"FEATURE_CACHE_MAX_SIZE_MB": "32", "BATCH_ALLOWED_DIRS": "/a,/b"})
+    assert settings.feature_cache.enable is True
+    assert settings.feature_cache.max_size_mb == 32
+    assert settings.batch.allowed_dirs == ["/a", "/b"]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        ("batchsize: 4\n", ["unknown setting 'batchsize'"]),
+        ("feature_cache:\n  max_size: 4\n", ["unknown setting 'feature_cache.max_size'"]),
+        ("device: gpu\n", ["'device'", "one of auto, cuda, cpu"]),
+        ("batch_size: 0\n", ["'batch_size'", ">= 1"]),
+        ("batch_size: two\n", ["'batch_size'", "an integer"]),
+        ("fp16: maybe\n", ["'fp16'", "true or false"]),
+        ("server:\n  port: 70000\n", ["'server.port'", "<= 65535"]),
+        ("tuning:\n  sizes: [2, 0]\n", ["'tuning.sizes'", "positive integers"]),
+        ("- just\n- a list\n", ["must hold a mapping"]),
+        ("batch_size: [\n", ["not valid YAML"]),
+    ],
+)
+def test_bad_config_names_key_and_allowed_values(tmp_path, text, fragments):
+    config = write_config(tmp_path, text)
+    with pytest.raises(SettingsError) as caught:
+        load_settings(config, environ={})
+    for fragment in fragments:
+        assert fragment in str(caught.value)
+
+
+def test_bad_env_value_names_the_variable(tmp_path):
+    config = write_config(tmp_path, "{}\n")
+    with pytest.raises(SettingsError, match="environment variable PRELOAD_AUDIO"):
+        load_settings(config, environ={"PRELOAD_AUDIO": "sometimes"})
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path):
+    with pytest.raises(SettingsError, match="config file not found"):
+        load_settings(tmp_path / "nope.yaml", environ={})
+
+
+def test_every_key_in_project_config_is_commented():
+    """Each leaf setting in config.yaml carries a one-line comment directly above it."""
+    lines = DEFAULT_CONFIG_PATH.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#") and not stripped.endswith(":"):
+            assert lines[number - 1].strip().startswith("#"), f"no comment above: {line!r}"
