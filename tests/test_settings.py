@@ -36,7 +36,8 @@ def test_precedence_cli_over_env_over_file(tmp_path):
 
 def test_nested_keys_from_env_and_file(tmp_path):
     config = write_config(tmp_path, "feature_cache:\n  enable: true\n  max_size_mb: 64\n")
-    settings = load_settings(config, environ={"FEATURE_CACHE_MAX_SIZE_MB": "32", "BATCH_ALLOWED_DIRS": "/a,/b"})
+    env = {"FEATURE_CACHE_MAX_SIZE_MB": "32", "BATCH_ALLOWED_DIRS": "/a,/b"}
+    settings = load_settings(config, environ=env)
     assert settings.feature_cache.enable is True
     assert settings.feature_cache.max_size_mb == 32
     assert settings.batch.allowed_dirs == ["/a", "/b"]
