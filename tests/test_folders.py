@@ -1,0 +1,111 @@
+"""Server-folder confinement and batch limits, on a real directory tree with real symlinks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from asr.folders import (
+    FolderError,
+    allowed_roots,
+    check_batch_limits,
+    check_paths_limits,
+    list_audio_files,
+    resolve_folder,
+)
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> dict[str, Path]:
+    """allowed/ (with audio, a sub folder, non-audio, and links out) beside a secret/ folder."""
+    allowed = tmp_path / "allowed"
+    secret = tmp_path / "secret"
+    (allowed / "sub" / "deeper").mkdir(parents=True)
+    secret.mkdir()
+    (allowed / "one.wav").write_bytes(b"x" * 1000)
+    (allowed / "sub" / "two.MP3").write_bytes(b"x" * 2000)
+    (allowed / "sub" / "deeper" / "three.m4a").write_bytes(b"x" * 3000)
+    (allowed / "notes.txt").write_text("not audio")
+    (secret / "private.wav").write_bytes(b"x" * 500)
+    os.symlink(secret, allowed / "link-to-secret")  # a directory link out
+    os.symlink(secret / "private.wav", allowed / "sub" / "leak.wav")  # a file link out
+    os.symlink(allowed / "one.wav", allowed / "sub" / "alias.wav")  # a file link that stays in
+    return {"root": tmp_path, "allowed": allowed, "secret": secret}
+
+
+def test_folder_inside_root_is_listed_recursively(tree):
+    roots = allowed_roots([tree["allowed"]])
+    folder = resolve_folder(str(tree["allowed"]), roots)
+    listing = list_audio_files(folder, roots, max_files=10, max_total_mb=1)
+    names = [listing.relative_name(p) for p in listing.files]
+    assert names == ["one.wav", "sub/alias.wav", "sub/two.MP3", "sub/deeper/three.m4a"]
+    assert listing.total_bytes == 1000 + 1000 + 2000 + 3000
+    assert listing.skipped_outside == [str(tree["allowed"] / "sub" / "leak.wav")]
+
+
+def test_relative_path_is_looked_up_under_the_roots(tree):
+    roots = allowed_roots([tree["allowed"]])
+    assert resolve_folder("sub", roots) == (tree["allowed"] / "sub").resolve()
+    assert resolve_folder("  sub/deeper ", roots) == (tree["allowed"] / "sub" / "deeper").resolve()
+
+
+@pytest.mark.parametrize("given", [
+    "{secret}", "{allowed}/../secret", "{allowed}/link-to-secret", "link-to-secret", "../secret", "/",
+    "{allowed}/sub/../../secret",
+])
+def test_escapes_are_refused(tree, given):
+    roots = allowed_roots([tree["allowed"]])
+    text = given.format(**{k: str(v) for k, v in tree.items()})
+    with pytest.raises(FolderError, match="outside the allowed folders"):
+        resolve_folder(text, roots)
+
+
+def test_dotdot_that_stays_inside_is_fine(tree):
+    roots = allowed_roots([tree["allowed"]])
+    assert resolve_folder(f"{tree['allowed']}/sub/../sub", roots) == (tree["allowed"] / "sub").resolve()
+
+
+def test_missing_file_empty_and_disabled(tree):
+    roots = allowed_roots([tree["allowed"]])
+    with pytest.raises(FolderError, match="folder not found"):
+        resolve_folder(str(tree["allowed"] / "nope"), roots)
+    with pytest.raises(FolderError, match="is a file"):
+        resolve_folder(str(tree["allowed"] / "one.wav"), roots)
+    with pytest.raises(FolderError, match="enter a server folder"):
+        resolve_folder("  ", roots)
+    with pytest.raises(FolderError, match="folder input is disabled"):
+        resolve_folder(str(tree["allowed"]), [])
+    (tree["allowed"] / "empty").mkdir()
+    with pytest.raises(FolderError, match="no audio files found"):
+        list_audio_files(tree["allowed"] / "empty", roots, 10, 10)
+
+
+def test_relative_roots_are_relative_to_base(tree):
+    roots = allowed_roots(["allowed"], base=tree["root"])
+    assert roots == [tree["allowed"].resolve()]
+
+
+def test_file_limit(tree):
+    roots = allowed_roots([tree["allowed"]])
+    with pytest.raises(FolderError, match=r"more than 3 audio files.*batch\.max_files"):
+        list_audio_files(tree["allowed"], roots, max_files=3, max_total_mb=100)
+
+
+def test_size_limit(tree):
+    big = tree["allowed"] / "big"
+    big.mkdir()
+    (big / "a.wav").write_bytes(b"\0" * (2 * 2**20 + 1))
+    roots = allowed_roots([tree["allowed"]])
+    with pytest.raises(FolderError, match=r"2\.0 MB.*limit is 2 MB \(batch\.max_total_mb"):
+        list_audio_files(big, roots, max_files=10, max_total_mb=2)
+
+
+def test_upload_limits(tree):
+    files = [tree["allowed"] / "one.wav", tree["allowed"] / "sub" / "two.MP3"]
+    check_paths_limits(files, max_files=2, max_total_mb=1)
+    with pytest.raises(FolderError, match=r"2 files in one batch; the limit is 1"):
+        check_paths_limits(files, max_files=1, max_total_mb=1)
+    with pytest.raises(FolderError, match="batch.max_total_mb"):
+        check_batch_limits(1, 5 * 2**20, max_files=1, max_total_mb=4)
