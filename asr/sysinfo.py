@@ -67,7 +67,8 @@ class SystemInfo:
             ("Precision", f"{self.dtype}{' + fp16 autocast' if self.fp16 else ''}"),
             ("Default batch size", str(self.default_batch_size)),
             ("Python / torch", f"{self.python_version} / {self.torch_version}"),
-            ("CUDA (torch build) / available", f"{self.cuda_build} / {'yes' if self.cuda_available else 'no'}"),
+            ("CUDA (torch build) / available",
+             f"{self.cuda_build} / {'yes' if self.cuda_available else 'no'}"),
             ("cuDNN", self.cudnn_version),
             ("FunASR / Gradio", f"{self.funasr_version} / {self.gradio_version}"),
         ]
@@ -77,7 +78,8 @@ class SystemInfo:
                 ("GPU", g.name),
                 ("GPU memory (whole card)", f"{g.used_mb:,.0f} MB used of {g.total_mb:,.0f} MB, "
                                             f"{g.free_mb:,.0f} MB free"),
-                ("torch allocated / reserved", f"{g.torch_allocated_mb:,.0f} MB / {g.torch_reserved_mb:,.0f} MB"),
+                ("torch allocated / reserved",
+                 f"{g.torch_allocated_mb:,.0f} MB / {g.torch_reserved_mb:,.0f} MB"),
                 ("torch peak allocated / reserved",
                  f"{g.torch_peak_allocated_mb:,.0f} MB / {g.torch_peak_reserved_mb:,.0f} MB"),
                 ("GPU utilisation", util),

@@ -1,0 +1,85 @@
+"""Start the web UI: command line + config.yaml + environment -> Settings -> one Engine -> Gradio.
+
+    python launch.py                      # http://127.0.0.1:7860
+    python launch.py --listen --port 8080 # reachable from other machines
+    python launch.py --model random:tiny  # no download: a random-weight model for trying the UI
+
+Exit code 2 on a configuration or model-loading problem, with the reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from asr.settings import SettingsError, load_settings
+
+log = logging.getLogger("launch")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Seaco Paraformer web UI (Chinese speech recognition)")
+    parser.add_argument("--listen", action="store_true",
+                        help="listen on all interfaces (0.0.0.0) instead of 127.0.0.1")
+    parser.add_argument("--host", help="address to listen on (default from config: server.host)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 7860)")
+    parser.add_argument("--model", help="ModelScope id, local model directory, or random:tiny|large")
+    parser.add_argument("--batch-size", type=int, help="default files per model call")
+    parser.add_argument("--fp16", action="store_true", default=None, help="half precision on CUDA")
+    parser.add_argument("--preload-audio", action="store_true", default=None,
+                        help="decode and extract features on worker threads ahead of the model")
+    parser.add_argument("--device", help="auto, cuda or cpu")
+    parser.add_argument("--config", help="config.yaml to read (default: the project's)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    host = "0.0.0.0" if args.listen else args.host
+    try:
+        settings = load_settings(args.config, overrides={
+            "model": args.model, "batch_size": args.batch_size, "fp16": args.fp16,
+            "preload_audio": args.preload_audio, "device": args.device,
+            "server.host": host, "server.port": args.port,
+        })
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=getattr(logging, settings.log_level),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
+
+    from asr.engine import Engine
+    from asr.model import ModelLoadError
+
+    log.info("loading model %s on %s (first run may download or generate it)", settings.model,
+             settings.device)
+    try:
+        engine = Engine(settings)
+    except ModelLoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    import webui
+
+    demo = webui.build_app(engine)
+    try:
+        _, local_url, _ = webui.launch_app(demo, settings, prevent_thread_lock=True, quiet=True)
+    except OSError as exc:  # port taken, address not available
+        print(f"error: cannot serve on {settings.server.host}:{settings.server.port}: {exc}",
+              file=sys.stderr)
+        return 2
+    note = "  (listening on all interfaces)" if settings.server.host == "0.0.0.0" else ""
+    print(f"Seaco web UI running at {local_url}{note}  (Ctrl+C to stop)", flush=True)
+    try:
+        demo.block_thread()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        demo.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""The real web app on a free localhost port, driven through gradio_client's public API.
+
+Every api_name is called the way a user's script would call it. Expected texts come from the
+engine itself (the random model's words mean nothing), never from literals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import zipfile
+from pathlib import Path
+
+import pytest
+import soundfile
+from conftest import speechlike, tiny_settings
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+import webui
+from asr.engine import Engine
+
+MAX_FILES = 4
+# Gradio's queue statistics use pandas options that pandas 3 deprecates; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:.*no_silent_downcasting", "ignore:The copy keyword")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, loaded_tiny, clip_dir):
+    """(engine, url, allowed root, outside folder) for a running app; closed after the module."""
+    base = tmp_path_factory.mktemp("webui")
+    allowed = base / "allowed"
+    outside = base / "outside"
+    (allowed / "meetings" / "day2").mkdir(parents=True)
+    outside.mkdir()
+    for name, target in [("clip00.wav", "meetings/a.wav"), ("clip02.wav", "meetings/day2/b.wav"),
+                         ("clip04.wav", "meetings/c.wav")]:
+        shutil.copy(clip_dir / name, allowed / target)
+    (allowed / "meetings" / "notes.txt").write_text("not audio")
+    shutil.copy(clip_dir / "clip05.wav", outside / "secret.wav")
+    os.symlink(outside, allowed / "escape")
+
+    settings = tiny_settings(**{"batch.allowed_dirs": [str(allowed)], "batch.max_files": MAX_FILES})
+    engine = Engine(settings, loaded=loaded_tiny)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRADIO_TEMP_DIR", str(base / "gradio-tmp"))
+        demo = webui.build_app(engine)
+        port = free_port()
+        _, url, _ = webui.launch_app(demo, settings, port=port, prevent_thread_lock=True, quiet=True)
+        try:
+            yield {"engine": engine, "url": url, "allowed": allowed, "outside": outside, "demo": demo}
+        finally:
+            demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    return Client(served["url"], verbose=False)
+
+
+def test_documented_api_names_exist_and_internal_events_stay_private(client):
+    names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    ours = {"/transcribe_file", "/transcribe_batch", "/transcribe_folder", "/system_info"}
+    assert ours <= names
+    # The tuning tab (tuning/ui.py) adds its own; the UI's helper events (clear, mic, timer) none.
+    assert all(n in ours or "batch_size" in n for n in names), names
+
+
+def test_recognition_events_share_one_gpu_slot(served):
+    deps = {d.api_name: d for d in served["demo"].fns.values()}
+    for name in ("transcribe_file", "transcribe_batch", "transcribe_folder"):
+        assert deps[name].concurrency_limit == 1
+        assert deps[name].concurrency_id == webui.GPU_QUEUE
+
+
+def test_transcribe_file(client, served, reference_wavs):
+    wav = reference_wavs[0]
+    expected = served["engine"].transcribe([wav])[0]
+    text, confidence, duration, processing, speed, downloads = client.predict(
+        handle_file(str(wav)), "", 2, api_name="/transcribe_file")
+    assert text == expected.text and text
+    assert confidence == pytest.approx(expected.confidence, abs=1e-3)
+    assert duration == pytest.approx(soundfile.info(str(wav)).duration, abs=0.01)
+    assert processing > 0 and speed > 0
+    by_suffix = {Path(f).suffix: Path(f) for f in downloads}
+    assert set(by_suffix) == {".txt", ".json"}
+    assert by_suffix[".txt"].read_text(encoding="utf-8") == expected.text + "\n"
+    record = json.loads(by_suffix[".json"].read_text(encoding="utf-8"))[0]
+    assert record["text"] == expected.text and record["status"] == "ok"
+
+
+def test_transcribe_file_with_hotwords_and_a_bad_hotword(client, reference_wavs):
+    text = client.predict(handle_file(str(reference_wavs[0])), "达摩院 魔搭", 1,
+                          api_name="/transcribe_file")[0]
+    assert text
+    with pytest.raises(AppError, match="may only hold letters"):
+        client.predict(handle_file(str(reference_wavs[0])), "../../etc/passwd.txt", 1,
+                       api_name="/transcribe_file")
+
+
+def test_transcribe_file_refuses_corrupt_audio_and_keeps_serving(client, tmp_path, reference_wavs):
+    bad = tmp_path / "corrupt.wav"
+    bad.write_bytes(b"RIFF this is not really audio" * 50)
+    with pytest.raises(AppError, match=r"corrupt\.wav: not a readable audio file"):
+        client.predict(handle_file(str(bad)), "", 1, api_name="/transcribe_file")
+    assert client.predict(handle_file(str(reference_wavs[0])), "", 1, api_name="/transcribe_file")[0]
+
+
+def test_transcribe_batch_with_a_corrupt_file(client, served, clip_dir, tmp_path):
+    bad = tmp_path / "broken.mp3"
+    bad.write_bytes(b"\x00\x01garbage" * 300)
+    good = [clip_dir / "clip01.wav", clip_dir / "clip03.wav"]
+    expected = served["engine"].transcribe(good)
+    table, summary, exports = client.predict(
+        [handle_file(str(good[0])), handle_file(str(bad)), handle_file(str(good[1]))], "", 2,
+        api_name="/transcribe_batch")
+    rows = table["data"]
+    assert table["headers"] == webui.BATCH_HEADERS
+    assert [r[0] for r in rows] == ["clip01.wav", "broken.mp3", "clip03.wav"]
+    assert [rows[0][1], rows[2][1]] == [e.text for e in expected]
+    assert rows[0][5] == rows[2][5] == "ok"
+    assert rows[1][5].startswith("error: ") and "not a readable audio file" in rows[1][5]
+    assert "3 file(s): 2 ok, 1 failed" in summary
+
+    names = {Path(f).name: Path(f) for f in exports}
+    assert set(names) == {"results.csv", "results.json", "transcripts.zip"}
+    assert len(json.loads(names["results.json"].read_text(encoding="utf-8"))) == 3
+    assert names["results.csv"].read_text(encoding="utf-8-sig").count("\n") == 4
+    with zipfile.ZipFile(names["transcripts.zip"]) as archive:
+        assert sorted(archive.namelist()) == ["broken.txt", "clip01.txt", "clip03.txt"]
+
+
+def test_transcribe_batch_limits(client, clip_dir):
+    files = [handle_file(str(p)) for p in sorted(clip_dir.glob("*.wav"))[:MAX_FILES + 1]]
+    with pytest.raises(AppError, match=rf"{MAX_FILES + 1} files in one batch; the limit is {MAX_FILES}"):
+        client.predict(files, "", 2, api_name="/transcribe_batch")
+    with pytest.raises(AppError, match="upload one or more audio files"):
+        client.predict([], "", 2, api_name="/transcribe_batch")
+
+
+def test_transcribe_folder_inside_the_allowed_root(client, served):
+    folder = served["allowed"] / "meetings"
+    expected = {p.relative_to(folder).as_posix(): r.text for p, r in
+                zip(sorted(folder.rglob("*.wav")), served["engine"].transcribe(sorted(folder.rglob("*.wav"))),
+                    strict=True)}
+    table, summary, _ = client.predict(str(folder), "", 4, api_name="/transcribe_folder")
+    got = {row[0]: row[1] for row in table["data"]}
+    assert got == expected
+    assert set(got) == {"a.wav", "c.wav", "day2/b.wav"}
+    assert "3 file(s): 3 ok, 0 failed" in summary
+    # A relative path is looked up under the allowed root.
+    table, _, _ = client.predict("meetings/day2", "", 4, api_name="/transcribe_folder")
+    assert [row[0] for row in table["data"]] == ["b.wav"]
+
+
+@pytest.mark.parametrize("where", ["outside", "dotdot", "symlink", "root"])
+def test_transcribe_folder_refuses_escapes(client, served, where):
+    path = {"outside": str(served["outside"]), "dotdot": f"{served['allowed']}/meetings/../../outside",
+            "symlink": str(served["allowed"] / "escape"), "root": "/"}[where]
+    with pytest.raises(AppError, match="outside the allowed folders"):
+        client.predict(path, "", 4, api_name="/transcribe_folder")
+
+
+def test_transcribe_folder_limit_and_missing(client, served, tmp_path):
+    many = served["allowed"] / "many"
+    many.mkdir(exist_ok=True)
+    for i in range(MAX_FILES + 1):
+        soundfile.write(many / f"s{i}.wav", speechlike(0.5, seed=i), 16000)
+    with pytest.raises(AppError, match=rf"more than {MAX_FILES} audio files"):
+        client.predict(str(many), "", 4, api_name="/transcribe_folder")
+    with pytest.raises(AppError, match="folder not found"):
+        client.predict(str(served["allowed"] / "nope"), "", 4, api_name="/transcribe_folder")
+
+
+def test_system_info(client, served):
+    import torch
+
+    table, figures = client.predict(api_name="/system_info")
+    assert figures["model"] == "random:tiny"
+    assert figures["parameters"] == served["engine"].loaded.parameters
+    assert figures["default_batch_size"] == served["engine"].default_batch_size
+    assert figures["gpu"]["available"] == torch.cuda.is_available()
+    assert figures["released_mb"] is not None
+    assert "| Model | random:tiny |" in table
+    assert "Released cached GPU memory" in table
+    if not torch.cuda.is_available():
+        assert figures["released_mb"] == 0.0
+        assert "no NVIDIA GPU" in table
