@@ -126,7 +126,8 @@ class Engine:
         else:
             items = run_inline(self._prepare, ordered)
 
-        scheduler = _BatchScheduler(self, size, hotword_ids, stats, results, report)
+        scheduler = _BatchScheduler(self, size, hotword_ids, stats, results, report,
+                                    self.settings.padding_limit_pct / 100.0)
         while True:
             waited = time.perf_counter()
             item = next(items, None)
@@ -265,8 +266,9 @@ class _BatchScheduler:
     """Fills batches of segments, runs them with out-of-memory back-off, assembles results."""
 
     def __init__(self, engine: Engine, size: int, hotword_ids, stats: RunStats,
-                 results: list[Result | None], report: _ProgressReport):
+                 results: list[Result | None], report: _ProgressReport, padding_limit: float):
         self.engine = engine
+        self.padding_limit = padding_limit
         self.size = size
         self.hotword_ids = hotword_ids
         self.stats = stats
@@ -279,10 +281,19 @@ class _BatchScheduler:
         self.partial[item.index] = {"item": item, "decoded": {}, "model_s": 0.0,
                                     "batch": 0, "backed_off": False, "error": None}
         for number, feats in enumerate(item.segments):
+            if self.pending and self._too_much_padding(feats.shape[0]):
+                self.flush()
             self.pending.append(_Unit(item, number, feats))
             if len(self.pending) >= self.size:
                 batch, self.pending = self.pending[: self.size], self.pending[self.size:]
                 self._run(batch)
+
+    def _too_much_padding(self, frames: int) -> bool:
+        """Would adding a unit of `frames` make padding exceed the limit? Inputs arrive sorted
+        longest first, so a short file would otherwise be padded to the length of a long one."""
+        lengths = [u.feats.shape[0] for u in self.pending] + [frames]
+        padded = len(lengths) * max(lengths)
+        return padded - sum(lengths) > self.padding_limit * padded
 
     def flush(self) -> None:
         while self.pending:

@@ -20,8 +20,15 @@ def mixed_files(clip_dir, reference_wavs):
     return sorted(clip_dir.glob("*.wav")) + list(reference_wavs)
 
 
-def test_padding_invariance_over_batch_sizes_and_orders(engine, mixed_files):
+@pytest.fixture(scope="module")
+def padded_engine(engine):
+    """Padding limit lifted so that batches of very different lengths really form."""
+    return Engine(tiny_settings(padding_limit_pct=1000), loaded=engine.loaded)
+
+
+def test_padding_invariance_over_batch_sizes_and_orders(padded_engine, mixed_files):
     """A file alone and inside any padded batch gives the same tokens (fp32)."""
+    engine = padded_engine
     alone = {p.name: engine.transcribe([p], batch_size=1)[0] for p in mixed_files}
     assert all(r.ok and r.token_ids for r in alone.values())
     shuffled = list(mixed_files)
@@ -50,6 +57,18 @@ def test_batched_padding_does_change_funasr_predictor_output(engine, mixed_files
             alone_alphas = model.calc_predictor(enc[row:row + 1, :n], enc_lens[row:row + 1])[2]
             differs += not torch.equal(alone_alphas[0, :n], batched_alphas[row, :n])
     assert differs > 0
+
+
+def test_padding_limit_closes_batches_early(engine, clip_dir):
+    """Sorted longest first, a 1.2 s clip never rides along padded to 11.8 s."""
+    files = sorted(clip_dir.glob("*.wav"))
+    strict = Engine(tiny_settings(padding_limit_pct=10), loaded=engine.loaded)
+    run = strict.run(files, batch_size=8)
+    assert run.stats.batches > 1
+    assert all(r.batch_size < 8 for r in run.results)
+    loose = Engine(tiny_settings(padding_limit_pct=1000), loaded=engine.loaded).run(files, batch_size=8)
+    assert loose.stats.batches == 1
+    assert [r.token_ids for r in run.results] == [r.token_ids for r in loose.results]
 
 
 def test_results_keep_input_order_and_names(engine, clip_dir):
@@ -143,7 +162,8 @@ def test_out_of_memory_backs_off_and_loses_nothing(engine, clip_dir):
     expected = {r.file: r.token_ids for r in engine.transcribe(files, batch_size=1)}
     # Budget: about two of the longest clips; a batch of 8 must back off twice.
     budget = 2 * max(engine.features.frames_per_second * r for r in [11.8]) + 5
-    tight = Engine(tiny_settings(simulate_oom_frames=int(budget)), loaded=engine.loaded)
+    tight = Engine(tiny_settings(simulate_oom_frames=int(budget), padding_limit_pct=1000),
+                   loaded=engine.loaded)
     run = tight.run(files, batch_size=8)
     assert run.stats.backoffs >= 2
     assert all(r.ok for r in run.results)
