@@ -81,7 +81,8 @@ class Engine:
         )
         self.default_batch_size = settings.batch_size
         self._model_lock = threading.Lock()
-        log.info("engine ready: %s", settings.summary())
+        log.info("engine ready on %s (%s, %d CPU threads): %s", self.loaded.device,
+                 "fp16" if fp16 else "fp32", torch.get_num_threads(), settings.summary())
 
     # ---- public API -------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,10 +100,30 @@ def resolve_model_dir(spec: str, cache_dir: Path) -> Path:
     return _download_from_modelscope(spec)
 
 
+class _FunasrChatterFilter(logging.Filter):
+    """FunASR logs on the root logger: per-load INFO lines and a 'trust_remote_code: False'
+    warning on every load. Keep its real warnings and errors, drop the chatter."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "funasr" not in record.pathname.replace("\\", "/").split("/"):
+            return True
+        if record.levelno >= logging.ERROR:
+            return True
+        return record.levelno >= logging.WARNING and "trust_remote_code" not in str(record.msg)
+
+
+_chatter_filter = _FunasrChatterFilter()
+
+
 def import_funasr():
     """Import FunASR with its import-time banners (printed to stdout) kept out of our output,
     which must stay clean for `--json`."""
-    with contextlib.redirect_stdout(io.StringIO()):
+    root = logging.getLogger()
+    if _chatter_filter not in root.filters:
+        root.addFilter(_chatter_filter)
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        # pydub (pulled in by FunASR) warns about ffmpeg, which this project does not use.
+        warnings.filterwarnings("ignore", message="Couldn't find ffmpeg", category=RuntimeWarning)
         import funasr
         from funasr.models.seaco_paraformer import model  # noqa: F401
     return funasr
