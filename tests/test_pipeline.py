@@ -65,3 +65,17 @@ def test_pipeline_yields_in_order_and_respects_item_cap():
         assert pipeline._reserved_items <= 4  # noqa: SLF001 - the bound under test
     assert seen == list(range(50))
     assert peak <= 3
+
+
+def test_pipeline_benchmark_command_smoke(tmp_path, loaded_tiny):
+    """The measuring command runs end to end and writes its JSON (no timing assertions)."""
+    import json
+
+    from tuning.pipeline_bench import main
+
+    out = tmp_path / "pipeline.json"
+    assert main(["--model", "random:tiny", "--device", "cpu", "--files", "2", "--repeats", "1",
+                 "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert set(report["preload"]["summary"]) >= {"off", "on", "wall_ratio_off_over_on"}
+    assert report["cache"]["repeat"]["cache_hits"] == 2
