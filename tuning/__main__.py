@@ -1,0 +1,141 @@
+"""`python -m tuning FILE...`: find the fastest safe batch size on this machine, from the shell.
+
+Prints the table of every measured run and the recommendation with its reason; `--json OUT` saves
+every run and the chosen value, `--save` writes it into the config file (comments kept).
+Exit codes: 0 on success, 2 on usage, configuration or input errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected batch sizes of at least 1, got {text!r}")
+    return values
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tuning",
+        description="Batch-size tuning wizard: baseline at batch 1, sweep, refine around the knee.")
+    parser.add_argument("files", nargs="+", help="audio file(s); one file is copied --copies times, "
+                        "several files are used as they are")
+    parser.add_argument("--sizes", type=_sizes, help="batch sizes to sweep, e.g. 2,4,6,8 "
+                        "(default: tuning.sizes in the config)")
+    parser.add_argument("--copies", type=_positive, help="copies of a single file per sweep run")
+    parser.add_argument("--repeats", type=_positive, help="runs per size in the refine step")
+    parser.add_argument("--margin", type=float, help="percent a larger batch must save per file")
+    parser.add_argument("--memory-limit", type=float, help="highest safe peak memory, percent of total")
+    parser.add_argument("--model", help="ModelScope id, local model directory, or random:tiny|large")
+    parser.add_argument("--device", help="auto, cuda or cpu")
+    parser.add_argument("--fp16", action="store_true", default=None, help="half precision on CUDA")
+    parser.add_argument("--config", help="config.yaml to read (default: the project's)")
+    parser.add_argument("--json", metavar="OUT", help="write the full report as JSON to OUT ('-': stdout)")
+    parser.add_argument("--save", action="store_true",
+                        help="write the recommended batch_size into the config file, keeping its comments")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar, log warnings only")
+    return parser
+
+
+class _Bar:
+    def __init__(self) -> None:
+        self.last = ""
+        self.finished = False
+
+    def __call__(self, fraction: float, message: str) -> None:
+        width = 30
+        filled = int(width * fraction)
+        line = f"\r[{'#' * filled}{'.' * (width - filled)}] {fraction * 100:3.0f}% {message[:50]:<50}"
+        if line != self.last:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+            self.last = line
+        if fraction >= 1.0 and not self.finished:
+            sys.stderr.write("\n")
+            self.finished = True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    from asr.settings import SettingsError, load_settings
+
+    missing = [f for f in args.files if not Path(f).is_file()]
+    if missing:
+        parser.error(f"file not found: {', '.join(missing)}")
+    try:
+        settings = load_settings(args.config, overrides={
+            "model": args.model, "device": args.device, "fp16": args.fp16,
+        })
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    level = logging.WARNING if args.quiet else getattr(logging, settings.log_level)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+
+    from asr.engine import Engine
+    from asr.model import ModelLoadError
+
+    from .config_file import ConfigWriteError, write_batch_size
+    from .wizard import WizardError, run_wizard
+
+    try:
+        engine = Engine(settings)
+        report = run_wizard(engine, args.files, sizes=args.sizes, copies=args.copies,
+                            repeats=args.repeats, margin_pct=args.margin,
+                            memory_limit_pct=args.memory_limit,
+                            progress=None if args.quiet else _Bar())
+    except (ModelLoadError, WizardError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    data = report.to_dict()
+    if args.json == "-":
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+    else:
+        print(f"device: {report.device}")
+        print(f"peak memory: {report.memory_source}")
+        print(f"feature cache: {report.cache_policy}")
+        print()
+        print(report.format_table())
+        print()
+        for note in report.notes:
+            print(f"note: {note}")
+        print(f"recommended batch size: {report.recommended}")
+        print(f"why: {report.reason}")
+        if args.json:
+            Path(args.json).write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n",
+                                       encoding="utf-8")
+            print(f"report written to {args.json}")
+    if args.save:
+        try:
+            saved = write_batch_size(settings.config_path, report.recommended)
+        except (ConfigWriteError, OSError) as exc:
+            print(f"error: could not save batch_size: {exc}", file=sys.stderr)
+            return 2
+        print(f"saved batch_size: {report.recommended} to {saved.path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

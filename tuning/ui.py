@@ -1,0 +1,182 @@
+"""The Tuning tab: pick audio, run the wizard, read the table, plot and answer, apply or save it.
+
+Thin by design: every measurement and decision lives in tuning.wizard and tuning.knee; this module
+only turns inputs into a `run_wizard` call and a WizardReport into components. webui.py calls
+`build_tuning_tab(engine)` inside its `gr.Tab` block.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from .config_file import ConfigWriteError, write_batch_size
+from .wizard import TABLE_COLUMNS, WizardError, WizardReport, run_wizard
+
+log = logging.getLogger(__name__)
+
+INTRO = """\
+Finds the fastest safe batch size on **this machine** with **your audio**, in three steps:
+1. **Baseline**: a short warm-up (not counted), then one file at batch size 1 (T1).
+2. **Sweep**: copies of that file (or your own set of files) at each candidate size; peak memory and
+   out-of-memory failures are recorded.
+3. **Refine**: the knee of the sweep and its neighbours, several runs each; the fastest safe median wins.
+
+A recording of about 3 minutes gives the most faithful answer. The feature cache is bypassed during
+tuning, so every size pays the same decoding and feature cost. Other work on this server while the
+wizard runs would distort its timings.
+"""
+
+PLOT_X = "batch size"
+PLOT_TIME = "time per file (s)"
+PLOT_MEMORY = "peak memory (MB)"
+
+
+def parse_sizes(text: str) -> list[int] | None:
+    """'2, 4, 6 8' -> [2, 4, 6, 8]; empty means the configured default (None)."""
+    parts = [p for p in re.split(r"[\s,;]+", text or "") if p]
+    if not parts:
+        return None
+    try:
+        return [int(p) for p in parts]
+    except ValueError:
+        raise gr.Error(f"Batch sizes must be whole numbers separated by commas, got '{text}'.") from None
+
+
+def table_frame(report: WizardReport) -> pd.DataFrame:
+    rows = [["" if v is None else v for v in row] for row in report.table()]
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def plot_frames(report: WizardReport) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Time per file and peak memory against batch size: the sweep curve and the refine medians."""
+    sweep = [report.baseline, *report.sweep]
+    time_rows = [[r.batch_size, r.per_file_s, "sweep"] for r in sweep if r.ok]
+    time_rows += [[size, median, "refine (median)"] for size, median in sorted(report.refine_medians.items())]
+    memory_rows = [[r.batch_size, r.peak_mb, "sweep" if r.ok else "sweep (OOM)"]
+                   for r in sweep if r.peak_mb is not None]
+    # Batch sizes as ordered categories: a numeric axis would show ticks like 1.5 and 2.5.
+    for rows in (time_rows, memory_rows):
+        for row in rows:
+            row[0] = str(row[0])
+    times = pd.DataFrame(time_rows, columns=[PLOT_X, PLOT_TIME, "series"])
+    memory = pd.DataFrame(memory_rows, columns=[PLOT_X, PLOT_MEMORY, "series"])
+    return times, memory
+
+
+def size_order(report: WizardReport) -> list[str]:
+    return [str(s) for s in sorted({r.batch_size for r in report.runs()})]
+
+
+def recommendation_markdown(report: WizardReport) -> str:
+    lines = [f"### Recommended batch size: {report.recommended}", "", report.reason, "",
+             f"- **Device:** {report.device}",
+             f"- **Peak memory means:** {report.memory_source}",
+             f"- **Feature cache:** {report.cache_policy}",
+             f"- **Workload:** {report.workload_files} file(s) per sweep/refine run, sizes "
+             f"{', '.join(map(str, report.sizes))}, {report.repeats} refine run(s) per size, "
+             f"margin {report.margin_pct:g}%, memory limit {report.memory_limit_pct:g}%; "
+             f"took {report.elapsed_s:.1f} s"]
+    lines += [f"- **Note:** {note}" for note in report.notes]
+    return "\n".join(lines)
+
+
+def _size(value) -> int:
+    if value is None or value == "":
+        raise gr.Error("Run the wizard first, or type a batch size.")
+    number = float(value)
+    if not number.is_integer() or number < 1:
+        raise gr.Error(f"The batch size must be a whole number of at least 1, got {value}.")
+    return int(number)
+
+
+def build_tuning_tab(engine) -> None:
+    """Create the Tuning tab's components and wiring in the current Blocks context."""
+    tuning = engine.settings.tuning
+    gr.Markdown(INTRO, elem_id="tuning-intro")
+    with gr.Row():
+        files = gr.File(label="Audio file(s) to tune on", file_count="multiple", type="filepath",
+                        elem_id="tuning-files", scale=2)
+        with gr.Column(scale=1):
+            sizes = gr.Textbox(label="Batch sizes to sweep", value=", ".join(map(str, tuning.sizes)),
+                               elem_id="tuning-sizes",
+                               info="Extended upward while memory allows and time per file improves.")
+            copies = gr.Number(label="Copies of a single file per run", value=tuning.copies, precision=0,
+                               minimum=1, elem_id="tuning-copies")
+            repeats = gr.Number(label="Refine runs per size", value=tuning.repeats, precision=0,
+                                minimum=1, elem_id="tuning-repeats")
+            with gr.Accordion("Decision rule", open=False):
+                margin = gr.Number(label="Required gain per larger size (%)", value=tuning.margin_pct,
+                                   minimum=0, maximum=100, elem_id="tuning-margin")
+                memory_limit = gr.Number(label="Memory limit (% of total)", value=tuning.memory_limit_pct,
+                                         minimum=1, maximum=100, elem_id="tuning-memory-limit")
+    start = gr.Button("Start tuning", variant="primary", elem_id="tuning-start")
+    recommendation = gr.Markdown(elem_id="tuning-recommendation")
+    table = gr.Dataframe(headers=TABLE_COLUMNS, label="Every measured run", interactive=False,
+                         elem_id="tuning-table")
+    with gr.Row():
+        time_plot = gr.LinePlot(x=PLOT_X, y=PLOT_TIME, color="series", label="Time per file",
+                                show_label=True, x_title="batch size", y_title="seconds per file",
+                                elem_id="tuning-plot-time")
+        memory_plot = gr.LinePlot(x=PLOT_X, y=PLOT_MEMORY, color="series", label="Peak memory",
+                                  show_label=True, x_title="batch size", y_title="MB",
+                                  elem_id="tuning-plot-memory")
+    with gr.Row():
+        chosen = gr.Number(label="Batch size to apply", precision=0, minimum=1, elem_id="tuning-chosen",
+                           info="The recommendation; you may change it before applying.")
+        apply = gr.Button("Apply (until restart)", elem_id="tuning-apply")
+        save = gr.Button("Save to config.yaml", elem_id="tuning-save")
+    status = gr.Markdown(f"Current default batch size: {engine.default_batch_size}",
+                         elem_id="tuning-status")
+    with gr.Accordion("Full report (JSON)", open=False):
+        report_json = gr.JSON(elem_id="tuning-report")
+
+    def start_tuning(paths, sizes_text, copies_value, repeats_value, margin_value, limit_value,
+                     progress=gr.Progress()):
+        if not paths:
+            raise gr.Error("Choose or upload at least one audio file first.")
+        paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+        try:
+            report = run_wizard(
+                engine, paths, sizes=parse_sizes(sizes_text),
+                copies=None if copies_value is None else int(copies_value),
+                repeats=None if repeats_value is None else int(repeats_value),
+                margin_pct=margin_value, memory_limit_pct=limit_value,
+                progress=lambda fraction, message: progress(fraction, desc=message),
+            )
+        except WizardError as exc:
+            raise gr.Error(str(exc)) from None
+        times, memory = plot_frames(report)
+        order = size_order(report)
+        return (table_frame(report), gr.LinePlot(value=times, sort=order),
+                gr.LinePlot(value=memory, sort=order), recommendation_markdown(report),
+                report.recommended, report.to_dict())
+
+    def apply_size(value) -> str:
+        size = _size(value)
+        engine.set_default_batch_size(size)
+        return (f"Default batch size is now **{size}** for every tab until the server restarts. "
+                "Save to keep it.")
+
+    def save_size(value) -> str:
+        size = _size(value)
+        engine.set_default_batch_size(size)
+        path = engine.settings.config_path
+        if not path:
+            raise gr.Error("This server was started without a config file to save to.")
+        try:
+            saved = write_batch_size(path, size)
+        except (ConfigWriteError, OSError) as exc:
+            raise gr.Error(f"Applied, but could not save: {exc}") from None
+        was = f" (was {saved.previous})" if saved.previous is not None else ""
+        return f"Default batch size is now **{size}**, saved to `{saved.path}`{was}; comments kept."
+
+    start.click(start_tuning, [files, sizes, copies, repeats, margin, memory_limit],
+                [table, time_plot, memory_plot, recommendation, chosen, report_json],
+                api_name="tune_batch_size")
+    apply.click(apply_size, chosen, status, api_name="apply_batch_size")
+    save.click(save_size, chosen, status, api_name="save_batch_size")

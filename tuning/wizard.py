@@ -1,0 +1,488 @@
+"""The three-step batch-size wizard: baseline, sweep, refine, on the user's own machine and audio.
+
+1. Baseline: a short warm-up (cold start must not count), then one file at batch 1 -> T1.
+2. Sweep: N copies of that file (or the user's own set) at each candidate size, extended upward
+   while memory allows and time per file still improves. Each run starts with cached GPU memory
+   released and the peak counters reset; its peak memory, time and success or OOM are recorded.
+3. Refine: the knee (tuning.knee) and its neighbours, `repeats` runs each, interleaved so slow
+   drift on a shared machine hits every size alike; the fastest safe median is the answer.
+
+The feature cache is bypassed for every run (`engine.run(use_cache=False)`): each run decodes and
+extracts features itself, as a first-time file would, so a cache hit cannot flatter a size.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import soundfile
+import torch
+
+from asr import audio as audio_io
+from asr.gpu import gpu_memory, process_rss_mb, release_cached_memory, reset_peak_memory
+
+from .knee import Measurement, choose_golden, explain, find_knee, neighbours, over_limit
+
+log = logging.getLogger(__name__)
+
+WizardProgress = Callable[[float, str], None]  # (fraction 0..1, message)
+
+CACHE_POLICY = ("feature cache bypassed: every tuning run calls engine.run(use_cache=False), so each "
+                "run decodes the audio and extracts features itself, like a first-time file; no "
+                "size gets cache hits another size did not")
+WARMUP_SECONDS = 10.0  # enough to load kernels and allocator pools, short enough not to matter
+MAX_EXTENSIONS = 4  # upward extensions of the sweep (doubling), beyond the configured sizes
+MAX_BATCH_SIZE = 512  # the settings' ceiling for batch_size
+SAMPLE_INTERVAL_S = 0.05
+
+TABLE_COLUMNS = ["step", "batch size", "total time (s)", "time per file (s)", "speed-up vs T1",
+                 "peak memory (MB)", "memory %", "status"]
+
+_running = threading.Lock()  # one wizard at a time: two would time each other
+
+
+class WizardError(ValueError):
+    """The wizard cannot run as asked (missing or unreadable file, bad sizes, already running)."""
+
+
+@dataclass
+class RunRecord:
+    """One measured engine run."""
+
+    step: str  # "baseline", "sweep" or "refine"
+    batch_size: int
+    files: int
+    total_s: float
+    per_file_s: float
+    status: str  # "ok", "oom" (the engine backed off or torch raised out-of-memory) or "error"
+    audio_s: float = 0.0
+    peak_mb: float | None = None  # the figure the memory rule uses (see WizardReport.memory_source)
+    memory_pct: float | None = None  # peak_mb as a share of memory_total_mb
+    torch_peak_reserved_mb: float | None = None
+    nvml_peak_used_mb: float | None = None
+    rss_peak_mb: float | None = None
+    backoffs: int = 0
+    repeat: int = 0
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def measurement(self) -> Measurement:
+        return Measurement(self.batch_size, self.per_file_s, self.memory_pct, self.ok, self.status)
+
+    def to_dict(self) -> dict:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+@dataclass
+class WizardReport:
+    baseline: RunRecord
+    sweep: list[RunRecord]
+    refine: list[RunRecord]
+    recommended: int
+    reason: str
+    knee: int
+    refine_medians: dict[int, float]
+    cache_policy: str
+    device: str
+    memory_source: str  # what "peak memory" means on this machine
+    memory_total_mb: float
+    memory_rule: str  # how the memory limit was applied
+    files: list[str]
+    workload_files: int
+    sizes: list[int]  # the sweep as run, extensions included
+    copies: int
+    repeats: int
+    margin_pct: float
+    memory_limit_pct: float
+    warmup_s: float
+    elapsed_s: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def t1(self) -> float:
+        return self.baseline.per_file_s
+
+    def runs(self) -> list[RunRecord]:
+        return [self.baseline, *self.sweep, *self.refine]
+
+    def table(self) -> list[list]:
+        """One row per measured run, in TABLE_COLUMNS order (None where a figure is unknown)."""
+        rows = []
+        for run in self.runs():
+            step = run.step if run.step != "refine" else f"refine {run.repeat}"
+            speedup = round(self.t1 / run.per_file_s, 2) if run.per_file_s > 0 else None
+            rows.append([step, run.batch_size, round(run.total_s, 3), round(run.per_file_s, 4),
+                         speedup, None if run.peak_mb is None else round(run.peak_mb, 1),
+                         None if run.memory_pct is None else round(run.memory_pct, 1),
+                         "OOM" if run.status == "oom" else run.status])
+        return rows
+
+    def format_table(self) -> str:
+        """The table as aligned plain text, for the CLI."""
+        cells = [TABLE_COLUMNS] + [["-" if v is None else str(v) for v in row] for row in self.table()]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(TABLE_COLUMNS))]
+        lines = ["  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths,
+                                                                                         strict=True)))
+                 for row in cells]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {
+            "recommended": self.recommended,
+            "reason": self.reason,
+            "knee": self.knee,
+            "t1_s": round(self.t1, 4),
+            "refine_medians_s": {str(k): round(v, 4) for k, v in sorted(self.refine_medians.items())},
+            "cache_policy": self.cache_policy,
+            "device": self.device,
+            "memory_source": self.memory_source,
+            "memory_total_mb": round(self.memory_total_mb, 1),
+            "memory_rule": self.memory_rule,
+            "files": self.files,
+            "workload_files": self.workload_files,
+            "sizes": self.sizes,
+            "copies": self.copies,
+            "repeats": self.repeats,
+            "margin_pct": self.margin_pct,
+            "memory_limit_pct": self.memory_limit_pct,
+            "warmup_s": round(self.warmup_s, 3),
+            "elapsed_s": round(self.elapsed_s, 2),
+            "notes": self.notes,
+            "columns": TABLE_COLUMNS,
+            "table": self.table(),
+            "runs": {
+                "baseline": self.baseline.to_dict(),
+                "sweep": [r.to_dict() for r in self.sweep],
+                "refine": [r.to_dict() for r in self.refine],
+            },
+        }
+
+
+# ---- memory ---------------------------------------------------------------------------------
+
+
+def total_ram_mb() -> float:
+    """Physical RAM, or the container's cgroup limit when that is smaller."""
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**20
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text) / 2**20)
+    return total
+
+
+class _MemoryWatch:
+    """Peak memory of one run: torch's exact peak plus a sampled NVML (GPU) or RSS (CPU) peak.
+
+    NVML and /proc only report the current figure, so a background thread samples it; the sampler
+    reads a number every 50 ms and costs nothing measurable next to a model call.
+    """
+
+    def __init__(self, device: torch.device):
+        self.gpu = device.type == "cuda" and torch.cuda.is_available()
+        self.device = device
+        self.peak_sampled = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _sample(self) -> float:
+        if self.gpu:
+            return gpu_memory(self.device).used_mb
+        return process_rss_mb()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(SAMPLE_INTERVAL_S):
+            self.peak_sampled = max(self.peak_sampled, self._sample())
+
+    def __enter__(self) -> _MemoryWatch:
+        release_cached_memory()
+        reset_peak_memory()
+        self.peak_sampled = self._sample()
+        self._thread = threading.Thread(target=self._loop, name="tuning-memory", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.peak_sampled = max(self.peak_sampled, self._sample())
+
+    def fill(self, record: RunRecord, total_mb: float) -> None:
+        if self.gpu:
+            torch_peak = gpu_memory(self.device).torch_peak_reserved_mb
+            record.torch_peak_reserved_mb = torch_peak
+            record.nvml_peak_used_mb = self.peak_sampled or None
+            # NVML counts the whole card (CUDA context, other processes); torch's peak is exact but
+            # only this process's pool. The larger is what stands between the run and an OOM.
+            record.peak_mb = max(torch_peak, self.peak_sampled)
+        else:
+            record.rss_peak_mb = self.peak_sampled
+            record.peak_mb = self.peak_sampled
+        if total_mb > 0 and record.peak_mb is not None:
+            record.memory_pct = record.peak_mb / total_mb * 100.0
+
+
+# ---- the wizard -----------------------------------------------------------------------------
+
+
+class _Progress:
+    """Maps the three steps onto one 0..1 bar that never moves backwards."""
+
+    PHASES = {"warm-up": (0.0, 0.05), "baseline": (0.05, 0.1), "sweep": (0.1, 0.6), "refine": (0.6, 0.99)}
+
+    def __init__(self, callback: WizardProgress | None):
+        self.callback = callback
+        self.last = 0.0
+
+    def __call__(self, phase: str, done: float, total: float, message: str) -> None:
+        if not self.callback:
+            return
+        start, end = self.PHASES[phase]
+        fraction = start + (end - start) * (min(done, total) / total if total else 1.0)
+        self.last = max(self.last, fraction)
+        self.callback(self.last, message)
+
+
+def _duration_s(path: Path) -> float:
+    try:
+        info = soundfile.info(str(path))
+        return info.frames / info.samplerate
+    except Exception:  # noqa: BLE001 - not a libsndfile format: decode it (PyAV) to find out
+        return audio_io.decode_bytes(audio_io.read_file(path), path.name).duration_s
+
+
+def _parse_sizes(sizes: Sequence[int]) -> list[int]:
+    try:
+        values = sorted({int(s) for s in sizes})
+    except (TypeError, ValueError):
+        raise WizardError(f"batch sizes must be whole numbers, got {list(sizes)!r}") from None
+    if any(v < 1 or v > MAX_BATCH_SIZE for v in values):
+        raise WizardError(f"batch sizes must be between 1 and {MAX_BATCH_SIZE}, got {values}")
+    values = [v for v in values if v > 1]  # batch 1 is the baseline
+    if not values:
+        raise WizardError("give at least one batch size above 1 to sweep")
+    return values
+
+
+class _Wizard:
+    def __init__(self, engine, files: list[Path], sizes: list[int], copies: int, repeats: int,
+                 margin_pct: float, memory_limit_pct: float, progress: WizardProgress | None):
+        self.engine = engine
+        self.files = files
+        self.sizes = sizes
+        self.copies = copies
+        self.repeats = repeats
+        self.margin_pct = margin_pct
+        self.memory_limit_pct = memory_limit_pct
+        self.progress = _Progress(progress)
+        self.device: torch.device = engine.loaded.device
+        self.gpu = self.device.type == "cuda" and torch.cuda.is_available()
+        self.notes: list[str] = []
+        if self.gpu:
+            info = gpu_memory(self.device)
+            self.memory_total_mb = info.total_mb
+            self.device_text = (f"{info.name or 'CUDA GPU'} ({info.total_mb / 1024:.1f} GiB), "
+                                f"{self.device}, {'fp16' if engine.fp16 else 'fp32'}")
+            self.memory_source = "GPU: the larger of torch peak reserved and NVML used (whole card)"
+            self.memory_rule = (f"memory rule: peak GPU memory at most {memory_limit_pct:g}% of the "
+                                f"card's {info.total_mb:.0f} MB")
+        else:
+            self.memory_total_mb = total_ram_mb()
+            self.device_text = (f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads), "
+                                "fp32; no GPU: memory is process RSS")
+            self.memory_source = "CPU: process RSS (resident memory of this process), no GPU"
+            self.memory_rule = (f"no GPU, so the memory rule uses process RSS against total RAM "
+                                f"({self.memory_total_mb:.0f} MB, limit {memory_limit_pct:g}%)")
+        self.device_text += f"; model {engine.loaded.spec}"
+
+    # one measured run ------------------------------------------------------------------------
+
+    def _measure(self, step: str, inputs: list, size: int, phase: str, done: int, total: int,
+                 repeat: int = 0) -> RunRecord:
+        label = f"{step} batch {size}" + (f" (run {repeat})" if repeat else "")
+
+        def files_done(count: int, of: int, _name: str) -> None:
+            self.progress(phase, done + count / of, total, f"{label}: {count}/{of} files")
+
+        self.progress(phase, done, total, f"{label}: starting")
+        status, message, backoffs, audio_s = "ok", "", 0, 0.0
+        with _MemoryWatch(self.device) as watch:
+            started = time.perf_counter()
+            try:
+                run = self.engine.run(inputs, batch_size=size, progress=files_done, use_cache=False)
+            except torch.OutOfMemoryError as exc:
+                elapsed = time.perf_counter() - started
+                status, message = "oom", f"out of memory: {exc}"
+                release_cached_memory()
+            else:
+                elapsed = run.stats.wall_s
+                backoffs, audio_s = run.stats.backoffs, run.stats.audio_s
+                failed = [r for r in run.results if not r.ok]
+                oom = [r for r in run.results if r.backed_off or "out of GPU memory" in (r.error or "")]
+                if backoffs or oom:
+                    status = "oom"
+                    message = (f"out of memory at batch {size}: the engine backed off {backoffs} "
+                               f"time(s) to smaller batches")
+                elif failed:
+                    status, message = "error", f"{failed[0].file}: {failed[0].error}"
+        record = RunRecord(step, size, len(inputs), elapsed, elapsed / max(1, len(inputs)), status,
+                           audio_s=audio_s, backoffs=backoffs, repeat=repeat, message=message)
+        watch.fill(record, self.memory_total_mb)
+        memory = "-" if record.memory_pct is None else f"{record.peak_mb:.0f} MB ({record.memory_pct:.1f}%)"
+        log.info("tuning %s: %d file(s) in %.3f s, %.4f s per file, peak memory %s, %s%s", label,
+                 record.files, record.total_s, record.per_file_s, memory, status,
+                 f" ({message})" if message else "")
+        return record
+
+    # the three steps -------------------------------------------------------------------------
+
+    def run(self) -> WizardReport:
+        started = time.perf_counter()
+        first = self.files[0]
+        try:
+            decoded = audio_io.decode_bytes(audio_io.read_file(first), first.name)
+        except audio_io.AudioError as exc:
+            raise WizardError(f"{first.name}: {exc}") from None
+
+        # Warm-up: the first model call pays for lazy initialisation (kernels, allocator, caches).
+        self.progress("warm-up", 0, 1, "warm-up run (not counted)")
+        clip = decoded.samples[: int(WARMUP_SECONDS * audio_io.TARGET_RATE)]
+        t0 = time.perf_counter()
+        warm = self.engine.run([(clip, audio_io.TARGET_RATE)], batch_size=1, use_cache=False)
+        warmup_s = time.perf_counter() - t0
+        if not warm.results[0].ok:
+            raise WizardError(f"{first.name}: {warm.results[0].error}")
+
+        baseline = self._measure("baseline", [first], 1, "baseline", 0, 1)
+        if not baseline.ok:
+            raise WizardError(f"{first.name} could not be recognised at batch size 1: {baseline.message}")
+
+        if len(self.files) > 1:
+            workload = list(self.files)
+            self.notes.append(f"sweep and refine use your {len(workload)} files; --copies does not apply")
+        else:
+            workload = [first] * self.copies
+        segment_s = self.engine.settings.input.segment_s
+        units = sum(max(1, math.ceil(_duration_s(f) / segment_s)) for f in workload)
+
+        sweep = self._sweep(baseline, workload, units)
+        knee = find_knee(baseline.measurement(), [r.measurement() for r in sweep], self.margin_pct,
+                         self.memory_limit_pct)
+        safe = [1] + [r.batch_size for r in sweep
+                      if r.ok and not over_limit(r.measurement(), self.memory_limit_pct)]
+        refine_sizes = neighbours(knee.size, safe)
+        refine = self._refine(workload, refine_sizes)
+        golden = choose_golden([r.measurement() for r in refine], self.margin_pct, self.memory_limit_pct)
+        reason = explain(golden, baseline.measurement(), knee, self.margin_pct, self.repeats,
+                         self.memory_rule)
+        report = WizardReport(
+            baseline=baseline, sweep=sweep, refine=refine, recommended=golden.size, reason=reason,
+            knee=knee.size, refine_medians=golden.medians, cache_policy=CACHE_POLICY,
+            device=self.device_text, memory_source=self.memory_source,
+            memory_total_mb=self.memory_total_mb, memory_rule=self.memory_rule,
+            files=[str(f) for f in self.files], workload_files=len(workload),
+            sizes=[r.batch_size for r in sweep], copies=self.copies, repeats=self.repeats,
+            margin_pct=self.margin_pct, memory_limit_pct=self.memory_limit_pct, warmup_s=warmup_s,
+            elapsed_s=time.perf_counter() - started, notes=self.notes,
+        )
+        log.info("tuning done in %.1f s: recommended batch size %d (%s)", report.elapsed_s,
+                 report.recommended, reason)
+        if self.progress.callback:
+            self.progress.callback(1.0, f"done: recommended batch size {report.recommended}")
+        return report
+
+    def _sweep(self, baseline: RunRecord, workload: list[Path], units: int) -> list[RunRecord]:
+        sizes = list(self.sizes)
+        records: list[RunRecord] = []
+        extensions = 0
+        i = 0
+        while i < len(sizes):
+            size = sizes[i]
+            record = self._measure("sweep", workload, size, "sweep", i, len(sizes))
+            records.append(record)
+            i += 1
+            if not record.ok or over_limit(record.measurement(), self.memory_limit_pct):
+                # Larger batches need more memory: trying them would only fail again, slowly.
+                why = "ran out of memory" if record.status == "oom" else (
+                    "failed" if not record.ok else f"used {record.memory_pct:.0f}% of memory")
+                if i < len(sizes):
+                    self.notes.append(f"sizes above {size} were not tried: {size} {why}")
+                break
+            if i < len(sizes):
+                continue
+            # Past the configured sizes: go on only while the largest size is still the knee
+            # (it improved, ran, and stayed under the memory limit) and a larger batch can differ.
+            knee = find_knee(baseline.measurement(), [r.measurement() for r in records],
+                             self.margin_pct, self.memory_limit_pct)
+            if knee.size != size or extensions >= MAX_EXTENSIONS:
+                break
+            if size >= units:
+                self.notes.append(f"the sweep stopped at {size}: your workload has only {units} "
+                                  f"batch item(s), so larger batches cannot differ; give more "
+                                  f"copies or files to try larger sizes")
+                break
+            nxt = min(size * 2, units, MAX_BATCH_SIZE)
+            if nxt <= size:
+                break
+            extensions += 1
+            sizes.append(nxt)
+            self.notes.append(f"sweep extended to {nxt}: {size} was still improving within the memory limit")
+        return records
+
+    def _refine(self, workload: list[Path], sizes: list[int]) -> list[RunRecord]:
+        records: list[RunRecord] = []
+        total = self.repeats * len(sizes)
+        for repeat in range(1, self.repeats + 1):
+            for size in sizes:  # interleaved: drift on a shared machine hits every size alike
+                records.append(self._measure("refine", workload, size, "refine", len(records), total,
+                                             repeat))
+        return records
+
+
+def run_wizard(engine, files: Sequence[str | Path], sizes: Sequence[int] | None = None,
+               copies: int | None = None, repeats: int | None = None, margin_pct: float | None = None,
+               memory_limit_pct: float | None = None,
+               progress: WizardProgress | None = None) -> WizardReport:
+    """Find the fastest safe batch size for `engine` on `files`; None means engine.settings.tuning.
+
+    Raises WizardError for unusable input (no or unreadable files, bad sizes) or when another
+    wizard run is in progress in this process.
+    """
+    tuning = engine.settings.tuning
+    paths = [Path(f) for f in files]
+    if not paths:
+        raise WizardError("choose at least one audio file to tune on")
+    for path in paths:
+        if not path.is_file():
+            raise WizardError(f"file not found: {path}")
+    chosen_sizes = _parse_sizes(tuning.sizes if sizes is None else sizes)
+    copies = int(tuning.copies if copies is None else copies)
+    repeats = int(tuning.repeats if repeats is None else repeats)
+    margin = float(tuning.margin_pct if margin_pct is None else margin_pct)
+    limit = float(tuning.memory_limit_pct if memory_limit_pct is None else memory_limit_pct)
+    if copies < 1 or repeats < 1:
+        raise WizardError("copies and repeats must be at least 1")
+    if not 0 <= margin <= 100 or not 0 < limit <= 100:
+        raise WizardError("margin_pct must be 0-100 and memory_limit_pct above 0 and at most 100")
+    if not _running.acquire(blocking=False):
+        raise WizardError("a tuning run is already in progress; wait for it to finish")
+    try:
+        log.info("tuning on %d file(s): sizes %s, copies %d, repeats %d, margin %g%%, memory limit %g%%",
+                 len(paths), chosen_sizes, copies, repeats, margin, limit)
+        return _Wizard(engine, paths, chosen_sizes, copies, repeats, margin, limit, progress).run()
+    finally:
+        _running.release()
