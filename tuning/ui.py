@@ -94,8 +94,12 @@ def _size(value) -> int:
     return int(number)
 
 
-def build_tuning_tab(engine) -> None:
-    """Create the Tuning tab's components and wiring in the current Blocks context."""
+def build_tuning_tab(engine, concurrency_id: str | None = None) -> None:
+    """Create the Tuning tab's components and wiring in the current Blocks context.
+
+    `concurrency_id`: the queue the app's recognition events share; tuning joins it so that no
+    transcription runs beside the wizard and distorts its timings.
+    """
     tuning = engine.settings.tuning
     gr.Markdown(INTRO, elem_id="tuning-intro")
     with gr.Row():
@@ -177,6 +181,6 @@ def build_tuning_tab(engine) -> None:
 
     start.click(start_tuning, [files, sizes, copies, repeats, margin, memory_limit],
                 [table, time_plot, memory_plot, recommendation, chosen, report_json],
-                api_name="tune_batch_size")
+                api_name="tune_batch_size", concurrency_limit=1, concurrency_id=concurrency_id)
     apply.click(apply_size, chosen, status, api_name="apply_batch_size")
     save.click(save_size, chosen, status, api_name="save_batch_size")
