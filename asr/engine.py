@@ -163,6 +163,7 @@ class Engine:
         if size < 1:
             raise ValueError("batch size must be at least 1")
         self.default_batch_size = int(size)
+        self.settings.batch_size = int(size)  # so every view of the settings agrees
         log.info("default batch size set to %d", size)
 
     # ---- preparation (runs inline or on preload threads) -----------------------------------
