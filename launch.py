@@ -13,7 +13,7 @@ import argparse
 import logging
 import sys
 
-from asr.settings import SettingsError, load_settings
+from asr.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("launch")
 
@@ -34,15 +34,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """config.yaml + environment, then the flags that were given (SettingsError on a bad value)."""
+    host = "0.0.0.0" if args.listen else args.host
+    return load_settings(args.config, overrides={
+        "model": args.model, "batch_size": args.batch_size, "fp16": args.fp16,
+        "preload_audio": args.preload_audio, "device": args.device,
+        "server.host": host, "server.port": args.port,
+    })
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    host = "0.0.0.0" if args.listen else args.host
     try:
-        settings = load_settings(args.config, overrides={
-            "model": args.model, "batch_size": args.batch_size, "fp16": args.fp16,
-            "preload_audio": args.preload_audio, "device": args.device,
-            "server.host": host, "server.port": args.port,
-        })
+        settings = settings_from_args(args)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -40,7 +40,8 @@ BATCH_HEADERS = ["File", "Text", "Confidence", "Duration (s)", "Processing (s)",
 GPU_QUEUE = "gpu"  # concurrency id shared by every event that runs the model
 
 CSS = """
-.gradio-container { max-width: 1180px !important; margin: 0 auto; }
+.gradio-container { max-width: 1180px !important; width: 100% !important; margin: 0 auto; }
+#sysinfo table { width: 100%; }
 #app-title h1 { margin-bottom: 0; }
 #app-title p { margin-top: 4px; color: var(--body-text-color-subdued); }
 #single-text textarea, #live-text textarea { font-size: 1.15rem; line-height: 1.7; }
@@ -319,7 +320,7 @@ def build_app(engine: Engine) -> gr.Blocks:
         return _run_many([str(p) for p in listing.files], names, hotwords, batch_size, progress)
 
     def _sysinfo_outputs(info: sysinfo.SystemInfo) -> tuple[str, dict]:
-        lines = ["| | |", "|---|---|"]
+        lines = ["| Figure | Value |", "|---|---|"]
         lines += [f"| {label} | {value} |" for label, value in info.rows()]
         return "\n".join(lines), info.to_dict()
 

@@ -19,8 +19,10 @@ from conftest import speechlike, tiny_settings
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
+import launch
 import webui
 from asr.engine import Engine
+from asr.settings import PROJECT_ROOT
 
 MAX_FILES = 4
 # Gradio's queue statistics use pandas options that pandas 3 deprecates; not ours to fix.
@@ -48,7 +50,8 @@ def served(tmp_path_factory, loaded_tiny, clip_dir):
     shutil.copy(clip_dir / "clip05.wav", outside / "secret.wav")
     os.symlink(outside, allowed / "escape")
 
-    settings = tiny_settings(**{"batch.allowed_dirs": [str(allowed)], "batch.max_files": MAX_FILES})
+    settings = tiny_settings(**{"batch.allowed_dirs": [str(allowed)], "batch.max_files": MAX_FILES,
+                                "server.max_file_size_mb": 1})
     engine = Engine(settings, loaded=loaded_tiny)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GRADIO_TEMP_DIR", str(base / "gradio-tmp"))
@@ -138,6 +141,15 @@ def test_transcribe_batch_with_a_corrupt_file(client, served, clip_dir, tmp_path
         assert sorted(archive.namelist()) == ["broken.txt", "clip01.txt", "clip03.txt"]
 
 
+def test_uploads_over_max_file_size_are_refused(client, tmp_path, reference_wavs):
+    big = tmp_path / "big.wav"
+    soundfile.write(big, speechlike(40, seed=3), 16000, subtype="PCM_16")  # 1.2 MB > 1 MB cap
+    # gradio_client checks the cap the server announces before it uploads anything.
+    with pytest.raises(ValueError, match="exceeds the maximum file size of 1048576 bytes"):
+        client.predict(handle_file(str(big)), "", 1, api_name="/transcribe_file")
+    assert client.predict(handle_file(str(reference_wavs[0])), "", 1, api_name="/transcribe_file")[0]
+
+
 def test_transcribe_batch_limits(client, clip_dir):
     files = [handle_file(str(p)) for p in sorted(clip_dir.glob("*.wav"))[:MAX_FILES + 1]]
     with pytest.raises(AppError, match=rf"{MAX_FILES + 1} files in one batch; the limit is {MAX_FILES}"):
@@ -194,3 +206,46 @@ def test_system_info(client, served):
     if not torch.cuda.is_available():
         assert figures["released_mb"] == 0.0
         assert "no NVIDIA GPU" in table
+
+
+class ProgressRecorder:
+    """Stands in for gr.Progress outside a request: records what the handler reports."""
+
+    def __init__(self):
+        self.calls: list[tuple] = []
+
+    def __call__(self, progress, desc=None, total=None, unit="steps"):
+        self.calls.append((progress, desc))
+
+
+def test_batch_progress_advances_per_file(served, clip_dir):
+    handler = next(d.fn for d in served["demo"].fns.values() if d.api_name == "transcribe_batch")
+    files = [str(clip_dir / n) for n in ("clip00.wav", "clip01.wav", "clip02.wav")]
+    recorder = ProgressRecorder()
+    table, _, _ = handler(files, "", 2, progress=recorder)
+    assert len(table) == 3
+    assert [c[0] for c in recorder.calls] == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    assert all(c[1].startswith(f"{c[0][0]}/3 files") for c in recorder.calls)
+
+
+def test_launch_flags_become_settings(monkeypatch):
+    for name in ("SERVER_HOST", "SERVER_PORT", "BATCH_SIZE", "MODEL", "DEVICE"):
+        monkeypatch.delenv(name, raising=False)
+    empty = str(PROJECT_ROOT / "tests" / "empty_config.yaml")
+    settings = launch.settings_from_args(launch.parse_args(
+        ["--listen", "--port", "8123", "--batch-size", "6", "--model", "random:tiny", "--device", "cpu",
+         "--config", empty]))
+    assert (settings.server.host, settings.server.port, settings.batch_size) == ("0.0.0.0", 8123, 6)
+    assert settings.model == "random:tiny" and settings.device == "cpu"
+    default = launch.settings_from_args(launch.parse_args(["--config", empty]))
+    assert (default.server.host, default.server.port) == ("127.0.0.1", 7860)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--port", "0"], "server.port"),
+    (["--batch-size", "0"], "batch_size"),
+    (["--config", "/nonexistent/config.yaml"], "config file not found"),
+])
+def test_launch_refuses_bad_settings_with_exit_2(argv, message, capsys):
+    assert launch.main(argv) == 2
+    assert message in capsys.readouterr().err
