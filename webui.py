@@ -152,7 +152,7 @@ def _realtime_module():
     return realtime
 
 
-def _tuning_builder() -> Callable[[Engine], None] | None:
+def _tuning_builder() -> Callable[..., None] | None:
     try:
         from tuning.ui import build_tuning_tab
     except ImportError as exc:
@@ -263,6 +263,8 @@ def build_app(engine: Engine) -> gr.Blocks:
         result = run.results[0]
         if not result.ok:
             raise gr.Error(f"{Path(path).name}: {result.error}", print_exception=False)
+        if result.backed_off:
+            gr.Warning(f"ran out of GPU memory at batch size {size}; finished at {result.batch_size}")
         folder = _export_dir(export_root)
         stem = Path(path).stem or "audio"
         txt = folder / f"{stem}.txt"
@@ -412,7 +414,7 @@ def build_app(engine: Engine) -> gr.Blocks:
             with gr.Tab("Batch-size tuning 批大小调优", id="tuning", elem_id="tab-tuning"):
                 builder = _tuning_builder()
                 if builder is not None:
-                    builder(engine)
+                    builder(engine, concurrency_id=GPU_QUEUE)  # no transcription beside the wizard
                 else:
                     gr.Markdown("The batch-size tuning wizard is not installed in this build.",
                                 elem_id="tuning-placeholder")

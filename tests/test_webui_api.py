@@ -249,3 +249,14 @@ def test_launch_flags_become_settings(monkeypatch):
 def test_launch_refuses_bad_settings_with_exit_2(argv, message, capsys):
     assert launch.main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_out_of_memory_back_off_is_reported_in_the_summary(loaded_tiny, clip_dir):
+    """simulate_oom_frames makes the engine raise torch's own OOM error for big padded batches."""
+    settings = tiny_settings(simulate_oom_frames=300)
+    demo = webui.build_app(Engine(settings, loaded=loaded_tiny))
+    handler = next(d.fn for d in demo.fns.values() if d.api_name == "transcribe_batch")
+    files = [str(clip_dir / n) for n in ("clip01.wav", "clip03.wav", "clip06.wav", "clip05.wav")]
+    table, summary, _ = handler(files, "", 4, progress=ProgressRecorder())
+    assert [row[5] for row in table] == ["ok"] * 4
+    assert "ran out of GPU memory" in summary and "choose a smaller batch size" in summary
