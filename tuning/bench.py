@@ -1,0 +1,418 @@
+"""`python -m tuning.bench`: this engine against FunASR's own runtimes, on the same model and files.
+
+Variants (each run in a fresh process; repeats alternate between variants so a slow minute on a
+shared machine hits all of them alike):
+  A   FunASR AutoModel.generate(input=path), file by file, FunASR's defaults: what users do today
+  B   FunASR AutoModel.generate(input=[files], batch_size=N), best of --b-sizes
+  O   funasr_onnx, fp32, on the model exported by FunASR's own exporter (own virtualenv)
+  O8  the same, int8-quantised by FunASR's exporter
+  C   this engine (asr.engine.Engine.run, feature cache off) at its default settings
+  CW  this engine at the batch size the tuning wizard recommends for these files
+Prints speed (x real time), RTF, peak memory, the ratios C/A, C/B, C/O and, per file, whether the
+token ids are identical. `--json OUT` writes everything, with versions, device and thread counts.
+Progress goes to stderr; the table to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import bench_report
+from .bench_clips import describe, ensure_clips, prepare_real_files
+
+log = logging.getLogger("tuning.bench")
+
+VARIANTS = ("A", "B", "O", "O8", "C", "CW")
+DEFAULT_B_SIZES = {"cpu": [2, 4, 8], "cuda": [8, 16, 32]}
+FUNASR_ONNX_DEFAULT_BATCH = 1
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class RunSpec:
+    """One timed configuration; each repeat of it is one worker process."""
+
+    label: str  # "A", "B@4", "O", "O8", "C", "CW"
+    variant: str  # the worker's variant: A, B, C, O
+    batch_size: int | None = None
+    quantize: bool = False
+
+
+def _variants(text: str) -> list[str]:
+    names = [part.strip().upper() for part in text.split(",") if part.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"variants must be some of {','.join(VARIANTS)}, got {text!r}")
+    return [v for v in VARIANTS if v in names]
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated batch sizes, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"batch sizes must be at least 1, got {text!r}")
+    return sizes
+
+
+def _range(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(part) for part in text.split("-"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN-MAX in seconds, e.g. 3-8, got {text!r}") from None
+    if not 0.5 <= low <= high:
+        raise argparse.ArgumentTypeError(f"expected 0.5 <= MIN <= MAX, got {text!r}")
+    return low, high
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tuning.bench", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n".join(__doc__.splitlines()[2:]))
+    p.add_argument("inputs", nargs="*", help="real audio files or folders to use instead of the "
+                   "synthetic clip set (decoded once into 16 kHz wav copies under .cache/bench)")
+    p.add_argument("--model", default="random:large",
+                   help="ModelScope id, local model directory, or random:tiny|large (default random:large)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--files", type=_positive, help="synthetic clips (default 12; 20 with --long)")
+    p.add_argument("--long", action="store_true", help="1-5 minute clips instead of 3-60 s (GPU runs)")
+    p.add_argument("--clip-seconds", type=_range, metavar="MIN-MAX",
+                   help="length range of the synthetic clips instead of 3-60 (or 60-300 with --long)")
+    p.add_argument("--json", metavar="OUT", help="write the full report as JSON to OUT")
+    p.add_argument("--variants", type=_variants, default=list(VARIANTS),
+                   help=f"comma-separated, default {','.join(VARIANTS)}")
+    p.add_argument("--repeats", type=_positive, default=3, help="timed runs per variant (default 3)")
+    p.add_argument("--profile", action="store_true", help="print where C spends its time")
+    p.add_argument("--b-sizes", type=_sizes,
+                   help="batch sizes tried for B (default 2,4,8 on CPU, 8,16,32 on CUDA)")
+    p.add_argument("--onnx-batch", type=_positive, default=FUNASR_ONNX_DEFAULT_BATCH,
+                   help="funasr_onnx batch size (default 1, its own default)")
+    p.add_argument("--onnx-threads", type=_positive,
+                   help="funasr_onnx intra-op threads (default: its own default, 4)")
+    p.add_argument("--fp16", action="store_true", help="run C and CW in half precision (CUDA only)")
+    p.add_argument("--config", help="config.yaml for C's default settings (default: the project's)")
+    p.add_argument("--timeout", type=_positive, default=3600, help="seconds allowed per run (default 3600)")
+    return p
+
+
+def _progress(message: str) -> None:
+    sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
+    sys.stderr.flush()
+
+
+class Bench:
+    """Prepares the files, model, wizard and ONNX set-up, then runs every repeat and reports."""
+
+    def __init__(self, args: argparse.Namespace):
+        from asr.settings import load_settings
+
+        self.args = args
+        self.settings = load_settings(args.config, environ={}, overrides={"model": args.model})
+        cache_dir = self.settings.resolve_path(self.settings.cache_dir)
+        self.root = cache_dir / "bench"
+        self.models_dir = cache_dir
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        self.run_dir = self.root / "runs" / f"{stamp}-{os.getpid()}"
+        self.notes: list[str] = []
+        self.raw: dict[str, list[dict]] = {}
+        self.wizard: dict | None = None
+        self.onnx = None
+        self.onnx_reason: str | None = None
+
+    # ---- preparation ------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        from asr.model import resolve_device, resolve_model_dir
+
+        args = self.args
+        device = resolve_device(args.device)
+        self.device = "cuda" if device.type == "cuda" else "cpu"
+        self.b_sizes = args.b_sizes or DEFAULT_B_SIZES[self.device]
+        _progress(f"model {args.model}: resolving (a random model is generated on first use)")
+        self.model_dir = resolve_model_dir(args.model, self.models_dir)
+        if args.inputs:
+            self.clips = prepare_real_files(args.inputs, self.root)
+            self.source = "files"
+        else:
+            _progress("clip set: synthesising on first use, reused after")
+            self.clips = ensure_clips(self.root, args.files, args.long, args.clip_seconds)
+            self.source = "synthetic"
+        # Warm-up: the shortest and the longest file, through the same call, so lazy
+        # initialisation and the largest shapes (allocator growth on a GPU) are paid untimed.
+        by_length = sorted(self.clips, key=lambda c: (c.duration_s, c.name))
+        self.warmup = [by_length[0]] if len(by_length) == 1 else [by_length[0], by_length[-1]]
+        self.audio_s = sum(c.duration_s for c in self.clips)
+        segment_s = self.settings.input.segment_s
+        if any(c.duration_s > segment_s for c in self.clips):
+            self.notes.append(
+                f"files longer than input.segment_s ({segment_s:g} s) are cut into segments by the engine "
+                "(C, CW) and run whole by FunASR, so their tokens can differ near the cuts")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        _progress(f"{len(self.clips)} files, {self.audio_s:.1f} s of audio; device {self.device}; "
+                  f"logs in {self.run_dir}")
+
+    def prepare_wizard(self) -> None:
+        _progress("CW: running the tuning wizard on these files (not timed)")
+        result = self._worker({"variant": "wizard"}, "wizard")
+        if result.get("ok"):
+            self.wizard = result
+            _progress(f"CW: wizard recommends batch size {result['recommended']} "
+                      f"({result.get('wizard_s', 0):.0f} s)")
+        else:
+            self.wizard = result
+            _progress(f"CW: {result.get('error')}")
+
+    def prepare_onnx(self) -> None:
+        from .bench_onnx import OnnxUnavailable, prepare
+
+        _progress("O/O8: preparing funasr_onnx (own virtualenv) and FunASR's ONNX export (first use only)")
+        try:
+            self.onnx = prepare(self.model_dir, self.root)
+        except OnnxUnavailable as exc:
+            self.onnx_reason = str(exc)
+            _progress(f"O/O8 unavailable: {exc}")
+
+    # ---- running ----------------------------------------------------------------------------
+
+    def specs(self) -> list[RunSpec]:
+        chosen = self.args.variants
+        specs = []
+        if "A" in chosen:
+            specs.append(RunSpec("A", "A"))
+        if "B" in chosen:
+            specs += [RunSpec(f"B@{n}", "B", batch_size=n) for n in self.b_sizes]
+        if self.onnx is not None:
+            if "O" in chosen:
+                specs.append(RunSpec("O", "O", batch_size=self.args.onnx_batch))
+            if "O8" in chosen:
+                specs.append(RunSpec("O8", "O", batch_size=self.args.onnx_batch, quantize=True))
+        if "C" in chosen:
+            specs.append(RunSpec("C", "C"))
+        if "CW" in chosen and self.wizard and self.wizard.get("ok"):
+            specs.append(RunSpec("CW", "C", batch_size=self.wizard["recommended"]))
+        return specs
+
+    def _job(self, spec_variant: str, batch_size: int | None = None, quantize: bool = False) -> dict:
+        job = {"variant": spec_variant, "model_dir": str(self.model_dir), "device": self.device,
+               "files": [str(c.path) for c in self.clips], "warmup": [str(c.path) for c in self.warmup],
+               "batch_size": batch_size, "config": self.args.config,
+               "settings": {"fp16": True} if self.args.fp16 else {}}
+        if spec_variant == "O":
+            job.update(onnx_dir=str(self.onnx.model_dir), quantize=quantize,
+                       threads=self.args.onnx_threads)
+        return job
+
+    def _worker(self, job_extra: dict, name: str, spec: RunSpec | None = None) -> dict:
+        job = self._job(spec.variant if spec else job_extra["variant"],
+                        spec.batch_size if spec else None, spec.quantize if spec else False)
+        job.update(job_extra)
+        job_path = self.run_dir / f"{name}.job.json"
+        out_path = self.run_dir / f"{name}.out.json"
+        log_path = self.run_dir / f"{name}.log"
+        job_path.write_text(json.dumps(job, indent=1), encoding="utf-8")
+        if job["variant"] == "O":
+            from .bench_onnx import worker_command
+
+            command = worker_command(self.onnx, job_path, out_path)
+        else:
+            command = [sys.executable, "-m", "tuning.bench_variants", str(job_path), str(out_path)]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        with open(log_path, "w", encoding="utf-8") as log_file:
+            try:
+                subprocess.run(command, cwd=PROJECT_ROOT, stdout=log_file, stderr=subprocess.STDOUT,
+                               env=env, timeout=self.args.timeout, check=False)
+            except subprocess.TimeoutExpired:
+                return {"ok": False, "error": f"ran over --timeout {self.args.timeout} s",
+                        "log": str(log_path)}
+        if not out_path.is_file():
+            tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
+            return {"ok": False, "error": "worker died without a result: " + " | ".join(tail),
+                    "log": str(log_path)}
+        result = json.loads(out_path.read_text(encoding="utf-8"))
+        result["log"] = str(log_path)
+        return result
+
+    def run(self) -> None:
+        specs = self.specs()
+        total = len(specs) * self.args.repeats
+        count = 0
+        for round_index in range(self.args.repeats):
+            # Rotate the order each round so no variant always runs first or right after another.
+            shift = round_index % len(specs) if specs else 0
+            for spec in specs[shift:] + specs[:shift]:
+                count += 1
+                _progress(f"{count}/{total} round {round_index + 1}/{self.args.repeats}: {spec.label} ...")
+                result = self._worker({}, f"{spec.label.replace('@', '-')}-r{round_index + 1}", spec)
+                result["round"] = round_index + 1
+                self.raw.setdefault(spec.label, []).append(result)
+                if result.get("ok"):
+                    _progress(f"{count}/{total} {spec.label}: {result['wall_s']:.2f} s wall, "
+                              f"{self.audio_s / result['wall_s']:.2f}x real time, "
+                              f"peak RSS {result.get('peak_rss_mb', 0):.0f} MB")
+                else:
+                    _progress(f"{count}/{total} {spec.label}: {result.get('error')}")
+
+    # ---- report -----------------------------------------------------------------------------
+
+    def report(self) -> dict:
+        variants: dict[str, dict] = {}
+        if "A" in self.raw:
+            variants["A"] = bench_report.summarize_runs(self.raw["A"], self.audio_s)
+        if "B" in self.args.variants:
+            sizes = {n: bench_report.summarize_runs(self.raw[f"B@{n}"], self.audio_s)
+                     for n in self.b_sizes if f"B@{n}" in self.raw}
+            variants["B"] = bench_report.pick_best_b(sizes) if sizes else {"status": "failed",
+                                                                            "reason": "no run"}
+        for name in ("O", "O8"):
+            if name in self.args.variants:
+                if self.onnx is None:
+                    variants[name] = {"status": "unavailable", "reason": self.onnx_reason}
+                else:
+                    variants[name] = bench_report.summarize_runs(self.raw[name], self.audio_s)
+        if "C" in self.raw:
+            variants["C"] = bench_report.summarize_runs(self.raw["C"], self.audio_s)
+        if "CW" in self.args.variants:
+            if "CW" in self.raw:
+                variants["CW"] = bench_report.summarize_runs(self.raw["CW"], self.audio_s)
+                variants["CW"]["wizard"] = {k: self.wizard.get(k)
+                                            for k in ("recommended", "reason", "wizard_s")}
+            else:
+                reason = (self.wizard or {}).get("error", "the wizard did not run")
+                variants["CW"] = {"status": "unavailable", "reason": reason}
+        names = [c.name for c in self.clips]
+        tokens = bench_report.compare_tokens(variants, names)
+        data = {
+            "schema": 1,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(["python -m tuning.bench", *sys.argv[1:]]),
+            "model": {"spec": self.args.model, "directory": str(self.model_dir)},
+            "device": self._device_info(),
+            "versions": self._versions(),
+            "clips": {"source": self.source, "long": self.args.long, "range_s": self.args.clip_seconds,
+                      **describe(self.clips),
+                      "warmup": [c.name for c in self.warmup]},
+            "settings": {"variants": self.args.variants, "repeats": self.args.repeats,
+                         "b_sizes": self.b_sizes, "onnx_batch": self.args.onnx_batch,
+                         "onnx_threads": self.args.onnx_threads or "funasr_onnx default (4)",
+                         "fp16": self.args.fp16, "engine_config": self.args.config or "config.yaml",
+                         "timeout_s": self.args.timeout},
+            "variants": variants,
+            "ratios": bench_report.ratios(variants),
+            "tokens": tokens,
+            "profile": {n: p for n in ("C", "CW") if n in variants
+                        and (p := bench_report.profile(variants[n])) is not None},
+            "notes": self.notes,
+            "run_dir": str(self.run_dir),
+        }
+        if self.onnx is not None:
+            data["onnx"] = {"python": str(self.onnx.python), "model_dir": str(self.onnx.model_dir),
+                            "export": self.onnx.export}
+        return data
+
+    def _device_info(self) -> dict:
+        import torch
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        info = {"requested": self.args.device, "resolved": self.device, "platform": platform.platform(),
+                "cpu_count": cores}
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+        if self.device == "cuda":
+            props = torch.cuda.get_device_properties(0)
+            info.update(name=props.name, gpu_total_mb=round(props.total_memory / 2**20))
+        else:
+            info["name"] = info.get("cpu", platform.processor())
+        info["env"] = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                                   "CUDA_VISIBLE_DEVICES") if k in os.environ}
+        return info
+
+    def _versions(self) -> dict:
+        from importlib.metadata import PackageNotFoundError, version
+
+        out = {"python": platform.python_version()}
+        for name in ("torch", "funasr", "numpy", "torchaudio"):
+            try:
+                out[name] = version(name)
+            except PackageNotFoundError:
+                out[name] = None
+        try:
+            out["project_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT,
+                                                   capture_output=True, text=True).stdout.strip() or None
+        except OSError:
+            out["project_commit"] = None
+        for name in ("O", "O8"):
+            runs = self.raw.get(name) or []
+            if runs and runs[-1].get("versions"):
+                out["onnx_env"] = runs[-1]["versions"]
+                break
+        return out
+
+
+def dump_json(report: dict) -> str:
+    """Indented JSON with each list of numbers (token ids, batch sizes) kept on one line."""
+    text = json.dumps(report, ensure_ascii=False, indent=1)
+    return _NUMBER_LIST.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(0)[1:-1].split(",")) + "]",
+                            text)
+
+
+_NUMBER_LIST = re.compile(r"\[\s*-?\d+(?:\.\d+)?(?:,\s*-?\d+(?:\.\d+)?)*\s*\]")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[bench %(asctime)s] %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stderr)
+    from asr.model import ModelLoadError
+    from asr.settings import SettingsError
+
+    started = time.perf_counter()
+    try:
+        bench = Bench(args)
+        bench.prepare()
+    except (ModelLoadError, SettingsError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if "CW" in args.variants:
+        bench.prepare_wizard()
+    if "O" in args.variants or "O8" in args.variants:
+        bench.prepare_onnx()
+    bench.run()
+    report = bench.report()
+    report["elapsed_s"] = round(time.perf_counter() - started, 1)
+    print(bench_report.format_table(report))
+    if args.profile:
+        text = bench_report.format_profile(report)
+        print("\n" + (text or "no profile: variant C did not run"))
+    if args.json:
+        Path(args.json).write_text(dump_json(report) + "\n", encoding="utf-8")
+        _progress(f"report written to {args.json}")
+    failed = [n for n, v in report["variants"].items() if v["status"] == "failed"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
