@@ -7,6 +7,7 @@ FunASR stages -> results in input order. Whatever goes wrong with one input beco
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -26,7 +27,7 @@ from .hotwords import parse_hotwords
 from .model import LoadedModel, load_model
 from .pipeline import PreloadPipeline, Prepared, run_inline
 from .recognizer import BatchTimings, Recognizer
-from .results import Result, RunStats, Transcription
+from .results import Result, RunStats, Transcription, join_text
 from .segment import split_points
 from .settings import Settings
 
@@ -88,17 +89,19 @@ class Engine:
 
     def transcribe(self, inputs: Sequence[AudioInput], batch_size: int | None = None,
                    hotwords: str | list[str] | None = None, progress: Progress | None = None,
-                   preload: bool | None = None) -> list[Result]:
+                   preload: bool | None = None, quiet: bool = False) -> list[Result]:
         """Recognise `inputs` (paths or (samples, rate)); one Result per input, in input order."""
-        return self.run(inputs, batch_size, hotwords, progress, preload).results
+        return self.run(inputs, batch_size, hotwords, progress, preload, quiet=quiet).results
 
     def run(self, inputs: Sequence[AudioInput], batch_size: int | None = None,
             hotwords: str | list[str] | None = None, progress: Progress | None = None,
-            preload: bool | None = None, use_cache: bool = True) -> Transcription:
+            preload: bool | None = None, use_cache: bool = True,
+            quiet: bool = False) -> Transcription:
         """Like transcribe, plus the run's statistics (wait time, stage times, back-offs).
 
         `preload` overrides settings.preload_audio for this call; `use_cache=False` bypasses the
         feature cache (the tuning wizard and benchmark use it so cache hits cannot flatter a size).
+        `quiet=True` logs the run summary at DEBUG (the live microphone calls this every second).
         """
         started = time.perf_counter()
         size = int(batch_size or self.default_batch_size)
@@ -154,9 +157,10 @@ class Engine:
         stats.failed = sum(1 for r in final if not r.ok)
         stats.audio_s = sum(r.duration_s for r in final if r.ok)
         stats.wall_s = time.perf_counter() - started
-        log.info("transcribed %d file(s), %d failed, %.1f s audio in %.2f s (%.1fx real time), "
-                 "batch %d, %d back-off(s), model waited %.2f s", stats.files, stats.failed,
-                 stats.audio_s, stats.wall_s, stats.speed, size, stats.backoffs, stats.wait_s)
+        log.log(logging.DEBUG if quiet else logging.INFO,
+                "transcribed %d file(s), %d failed, %.1f s audio in %.2f s (%.1fx real time), "
+                "batch %d, %d back-off(s), model waited %.2f s", stats.files, stats.failed,
+                stats.audio_s, stats.wall_s, stats.speed, size, stats.backoffs, stats.wait_s)
         return Transcription(final, stats)
 
     def set_default_batch_size(self, size: int) -> None:
@@ -353,8 +357,7 @@ class _BatchScheduler:
         confidence = (sum(p.confidence * w for p, w in zip(ok, weights, strict=True)) / sum(weights)
                       if ok else 0.0)
         self.results[index] = Result(
-            file=item.name, text="".join(p.text for p in ok) if len(ok) == 1 else
-            _join_segments([p.text for p in ok]),
+            file=item.name, text=functools.reduce(join_text, (p.text for p in ok), ""),
             confidence=round(confidence, 4), duration_s=item.duration_s, decode_s=item.decode_s,
             features_s=item.features_s, model_s=entry["model_s"], batch_size=entry["batch"],
             backed_off=entry["backed_off"], cache_hit=item.cache_hit, token_ids=tokens,
@@ -363,12 +366,3 @@ class _BatchScheduler:
         del self.partial[index]
         self.report.done(item.name)
 
-
-def _join_segments(texts: list[str]) -> str:
-    """Chinese needs no separator; a space keeps Latin words from running together."""
-    out = ""
-    for text in texts:
-        if out and text and out[-1].isascii() and out[-1].isalnum() and text[0].isascii():
-            out += " "
-        out += text
-    return out

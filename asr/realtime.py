@@ -25,6 +25,7 @@ import torchaudio.transforms
 
 from .audio import TARGET_RATE, AudioError, to_mono_16k
 from .hotwords import HotwordError, parse_hotwords
+from .results import join_text
 from .settings import RealtimeSettings
 
 if TYPE_CHECKING:
@@ -58,13 +59,6 @@ class LiveSnapshot:
     @property
     def text(self) -> str:
         return join_text(self.final_text, self.partial_text)
-
-
-def join_text(left: str, right: str) -> str:
-    """Chinese needs no separator; a space keeps Latin words of adjacent segments apart."""
-    if left and right and left[-1].isascii() and left[-1].isalnum() and right[0].isascii():
-        return f"{left} {right}"
-    return left + right
 
 
 class StreamResampler:
@@ -486,7 +480,7 @@ class LiveSession:
         started = time.perf_counter()
         try:
             result = self.engine.transcribe([(samples, TARGET_RATE)], batch_size=1,
-                                            hotwords=self._hotwords)[0]
+                                            hotwords=self._hotwords, quiet=True)[0]
         except Exception as exc:  # noqa: BLE001 - shown to the user; the stream goes on
             log.exception("live recognition failed")
             return "", time.perf_counter() - started, f"live recognition failed: {exc}"

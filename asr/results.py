@@ -5,6 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 
+def join_text(left: str, right: str) -> str:
+    """Join two pieces of transcript: Chinese needs no separator; a space keeps Latin words of
+    adjacent segments apart."""
+    if left and right and left[-1].isascii() and left[-1].isalnum() and right[0].isascii():
+        return f"{left} {right}"
+    return left + right
+
+
 @dataclass
 class Result:
     """One input's outcome. `error` is None on success, else a message meant for the user."""

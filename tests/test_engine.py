@@ -182,3 +182,17 @@ def test_out_of_memory_at_batch_one_fails_only_that_file(engine, clip_dir):
     assert failed and len(failed) < len(results)
     assert all("out of GPU memory even at batch size 1" in r.error for r in failed)
     assert all(r.duration_s <= 3.5 for r in results if r.ok)
+
+
+def test_fast_predictor_is_bit_identical_to_funasr_calc_predictor(engine):
+    """The engine skips the predictor's timestamp head; the token branch must not change at all."""
+    model = engine.loaded.model
+    generator = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        for frames in (5, 37, 180):
+            encoder_out = torch.randn(1, frames, model.encoder.output_size(), generator=generator)
+            lengths = torch.tensor([frames])
+            ours = engine.recognizer.predict(encoder_out, lengths)
+            funasr = model.calc_predictor(encoder_out, lengths)
+            for mine, theirs in zip(ours, funasr, strict=True):
+                assert torch.equal(mine, theirs)
