@@ -130,7 +130,8 @@ def build_tuning_tab(engine, concurrency_id: str | None = None) -> None:
                                   show_label=True, x_title="batch size", y_title="MB",
                                   elem_id="tuning-plot-memory")
     with gr.Row():
-        chosen = gr.Number(label="Batch size to apply", precision=0, minimum=1, elem_id="tuning-chosen",
+        chosen = gr.Number(label="Batch size to apply", value=engine.default_batch_size, precision=0,
+                           minimum=1, elem_id="tuning-chosen",
                            info="The recommendation; you may change it before applying.")
         apply = gr.Button("Apply (until restart)", elem_id="tuning-apply")
         save = gr.Button("Save to config.yaml", elem_id="tuning-save")
