@@ -122,10 +122,11 @@ def _progress(message: str) -> None:
 class Bench:
     """Prepares the files, model, wizard and ONNX set-up, then runs every repeat and reports."""
 
-    def __init__(self, args: argparse.Namespace):
+    def __init__(self, args: argparse.Namespace, argv: list[str]):
         from asr.settings import load_settings
 
         self.args = args
+        self.argv = argv
         self.settings = load_settings(args.config, environ={}, overrides={"model": args.model})
         cache_dir = self.settings.resolve_path(self.settings.cache_dir)
         self.root = cache_dir / "bench"
@@ -171,22 +172,20 @@ class Bench:
                   f"logs in {self.run_dir}")
 
     def prepare_wizard(self) -> None:
-        _progress("CW: running the tuning wizard on these files (not timed)")
-        result = self._worker({"variant": "wizard"}, "wizard")
-        if result.get("ok"):
-            self.wizard = result
-            _progress(f"CW: wizard recommends batch size {result['recommended']} "
-                      f"({result.get('wizard_s', 0):.0f} s)")
+        _progress("CW: running the tuning wizard on these files (not timed; minutes on a CPU)")
+        self.wizard = self._worker({"variant": "wizard"}, "wizard")
+        if self.wizard.get("ok"):
+            _progress(f"CW: wizard recommends batch size {self.wizard['recommended']} "
+                      f"({self.wizard.get('wizard_s', 0):.0f} s)")
         else:
-            self.wizard = result
-            _progress(f"CW: {result.get('error')}")
+            _progress(f"CW: {self.wizard.get('error')}")
 
     def prepare_onnx(self) -> None:
         from .bench_onnx import OnnxUnavailable, prepare
 
         _progress("O/O8: preparing funasr_onnx (own virtualenv) and FunASR's ONNX export (first use only)")
         try:
-            self.onnx = prepare(self.model_dir, self.root)
+            self.onnx = prepare(self.model_dir, self.root, self.device)
         except OnnxUnavailable as exc:
             self.onnx_reason = str(exc)
             _progress(f"O/O8 unavailable: {exc}")
@@ -303,7 +302,7 @@ class Bench:
         data = {
             "schema": 1,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join(["python -m tuning.bench", *sys.argv[1:]]),
+            "command": " ".join(["python -m tuning.bench", *self.argv]),
             "model": {"spec": self.args.model, "directory": str(self.model_dir)},
             "device": self._device_info(),
             "versions": self._versions(),
@@ -383,6 +382,7 @@ _NUMBER_LIST = re.compile(r"\[\s*-?\d+(?:\.\d+)?(?:,\s*-?\d+(?:\.\d+)?)*\s*\]")
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[bench %(asctime)s] %(message)s", datefmt="%H:%M:%S",
                         stream=sys.stderr)
@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     try:
-        bench = Bench(args)
+        bench = Bench(args, argv)
         bench.prepare()
     except (ModelLoadError, SettingsError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -178,10 +178,24 @@ def ensure_export(model_dir: Path, root: Path) -> tuple[Path, dict]:
     return target, record
 
 
-def prepare(model_dir: Path, root: Path) -> OnnxSetup:
+def check_gpu_provider(python: Path) -> None:
+    """On a CUDA run, funasr_onnx without onnxruntime's CUDA provider would quietly use the CPU."""
+    code = "import onnxruntime; print(onnxruntime.get_available_providers())"
+    probe = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
+    if "CUDAExecutionProvider" not in probe.stdout:
+        raise OnnxUnavailable(
+            "this is a CUDA run, but the ONNX environment's onnxruntime has no CUDAExecutionProvider, so "
+            "funasr_onnx would quietly run on the CPU (install onnxruntime-gpu into "
+            f"{python.parent.parent} for a GPU comparison)")
+
+
+def prepare(model_dir: Path, root: Path, device: str = "cpu") -> OnnxSetup:
     """Everything O/O8 need, or OnnxUnavailable with the reason."""
-    exported, record = ensure_export(model_dir, root)
+    check_exportable(model_dir)
     python = ensure_runtime_env(root)
+    if device == "cuda":
+        check_gpu_provider(python)
+    exported, record = ensure_export(model_dir, root)
     return OnnxSetup(python=python, model_dir=exported, export=record)
 
 

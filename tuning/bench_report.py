@@ -12,10 +12,10 @@ from difflib import SequenceMatcher
 
 # What each variant is, in the words the table prints.
 DESCRIPTIONS = {
-    "A": "FunASR AutoModel.generate, file by file, FunASR defaults",
-    "B": "FunASR AutoModel.generate on the list, batch_size={size}",
-    "O": "funasr_onnx fp32 (FunASR export), batch {size}",
-    "O8": "funasr_onnx int8 (FunASR export), batch {size}",
+    "A": "FunASR AutoModel, file by file, its defaults",
+    "B": "FunASR AutoModel, whole list, batch_size={size}",
+    "O": "funasr_onnx fp32 (FunASR's export), batch {size}",
+    "O8": "funasr_onnx int8 (FunASR's export), batch {size}",
     "C": "this engine, default settings (batch {size})",
     "CW": "this engine, wizard's batch size ({size})",
 }
@@ -24,6 +24,7 @@ ORDER = ("A", "B", "O", "O8", "C", "CW")
 COMPARISONS = (("C", "A"), ("C", "O"), ("C", "O8"), ("CW", "A"), ("B", "A"), ("O", "A"), ("O8", "O"))
 RATIO_SUBJECTS = ("C", "CW")
 RATIO_REFERENCES = ("A", "B", "O", "O8")
+WIDTH = 62  # of the variant column
 PROFILE_STAGES = ("decode_s", "features_s", "wait_s", "encoder_s", "predictor_s", "decoder_s",
                   "postprocess_s")
 
@@ -167,7 +168,7 @@ def format_table(report: dict) -> str:
     device = report["device"]
     lines = [f"{report['clips']['count']} files, {audio_s:.1f} s of audio; device {device['resolved']} "
              f"({device.get('name', '')}); {report['settings']['repeats']} repeat(s), median shown", ""]
-    header = (f"{'':3} {'variant':<58} {'x real time':>11} {'RTF':>7} {'wall s':>8} {'peak RSS MB':>11} "
+    header = (f"{'':3} {'variant':<{WIDTH}} {'x real time':>11} {'RTF':>7} {'wall s':>8} {'peak RSS MB':>11} "
               f"{'GPU peak MB':>11} {'threads':>7}")
     lines += [header, "-" * len(header)]
     for name in ORDER:
@@ -179,14 +180,14 @@ def format_table(report: dict) -> str:
         if name == "B" and v.get("sizes"):
             what += f" (best of {','.join(v['sizes'])})"
         if v["status"] != "ok":
-            lines.append(f"{name:3} {what:<58} {v['status']}: {v.get('reason', '')}")
+            lines.append(f"{name:3} {what:<{WIDTH}} {v['status']}: {v.get('reason', '')}")
             continue
         threads = v.get("threads", {})
         count = threads.get("torch_threads", threads.get("ort_intra_op_threads"))
         gpu = v.get("gpu_peak_allocated_mb")
         gpu_text = "-" if gpu is None else f"{gpu:.0f}"
         lines.append(
-            f"{name:3} {what:<58} {v['speed_x_realtime']:>10.2f}x {v['rtf']:>7.4f} "
+            f"{name:3} {what:<{WIDTH}} {v['speed_x_realtime']:>10.2f}x {v['rtf']:>7.4f} "
             f"{v['wall_s_median']:>8.2f} {v['peak_rss_mb']:>11.0f} {gpu_text:>11} "
             f"{'-' if count is None else count:>7}")
     if report["ratios"]:

@@ -130,6 +130,8 @@ def run_funasr(job: dict) -> dict:
     started = time.perf_counter()
     model = _funasr_model(job)
     load_s = time.perf_counter() - started
+    # FunASR sets batch_size=1 at load on CPU; a batch_size given to generate still overrides it.
+    default_batch = model.kwargs.get("batch_size")
     recorder = _TokenRecorder(type(model.kwargs["tokenizer"]))
     gpu = _GpuPeak(job["device"])
     batched = job["variant"] == "B"
@@ -173,7 +175,7 @@ def run_funasr(job: dict) -> dict:
         "ok": True, "wall_s": wall_s, "warmup_s": warmup_s, "load_s": load_s,
         "tokens": tokens, "batches": batches if batched else [1] * len(job["files"]),
         "threads": {**_thread_info(), "funasr_ncpu": model.kwargs.get("ncpu")},
-        "funasr_batch_size_default": model.kwargs.get("batch_size"), "notes": notes,
+        "funasr_batch_size_default": default_batch, "notes": notes,
         "device": str(next(model.model.parameters()).device), "torch_version": torch.__version__,
         **gpu.read(),
     }
