@@ -34,6 +34,7 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 AudioInput = str | Path | tuple[np.ndarray, int]
+POOL_BATCHES = 4  # units wait in a pool of this many batches' worth to find batch mates of similar length
 Progress = Callable[[int, int, str], None]  # (files done, files total, message)
 
 
@@ -287,24 +288,33 @@ class _BatchScheduler:
         self.partial[item.index] = {"item": item, "decoded": {}, "model_s": 0.0,
                                     "batch": 0, "backed_off": False, "error": None}
         for number, feats in enumerate(item.segments):
-            if self.pending and self._too_much_padding(feats.shape[0]):
-                self.flush()
             self.pending.append(_Unit(item, number, feats))
-            if len(self.pending) >= self.size:
-                batch, self.pending = self.pending[: self.size], self.pending[self.size:]
-                self._run(batch)
-
-    def _too_much_padding(self, frames: int) -> bool:
-        """Would adding a unit of `frames` make padding exceed the limit? Inputs arrive sorted
-        longest first, so a short file would otherwise be padded to the length of a long one."""
-        lengths = [u.feats.shape[0] for u in self.pending] + [frames]
-        padded = len(lengths) * max(lengths)
-        return padded - sum(lengths) > self.padding_limit * padded
+        while len(self.pending) >= self.size * POOL_BATCHES:
+            self._run(self._take_batch())
 
     def flush(self) -> None:
         while self.pending:
-            batch, self.pending = self.pending[: self.size], self.pending[self.size:]
-            self._run(batch)
+            self._run(self._take_batch())
+
+    def _take_batch(self) -> list[_Unit]:
+        """The longest waiting unit plus the next longest, while padding stays within the limit.
+
+        Units wait in a pool of a few batches' worth, so the short tail segment of a long file
+        finds short batch mates instead of being padded to a full segment's length.
+        """
+        self.pending.sort(key=lambda unit: -unit.feats.shape[0])  # stable: ties keep input order
+        longest = self.pending[0].feats.shape[0]
+        taken = 1
+        real = longest
+        while taken < min(self.size, len(self.pending)):
+            frames = self.pending[taken].feats.shape[0]
+            padded = (taken + 1) * longest
+            if padded - (real + frames) > self.padding_limit * padded:
+                break  # every later unit is shorter still
+            real += frames
+            taken += 1
+        batch, self.pending = self.pending[:taken], self.pending[taken:]
+        return batch
 
     def _run(self, units: list[_Unit]) -> None:
         queue = [units]

@@ -98,7 +98,7 @@ class Settings:
     device: str = field(default="auto", metadata=_choice("auto", "cuda", "cpu"))
     batch_size: int = field(default=4, metadata={"min": 1, "max": 512})
     fp16: bool = False
-    padding_limit_pct: float = field(default=25.0, metadata={"min": 0.0, "max": 1000.0})
+    padding_limit_pct: float = field(default=10.0, metadata={"min": 0.0, "max": 1000.0})
     cpu_threads: int = field(default=0, metadata=_at_least(0))
     preload_audio: bool = False
     simulate_oom_frames: int = field(default=0, metadata=_at_least(0))

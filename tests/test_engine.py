@@ -196,3 +196,11 @@ def test_fast_predictor_is_bit_identical_to_funasr_calc_predictor(engine):
             funasr = model.calc_predictor(encoder_out, lengths)
             for mine, theirs in zip(ours, funasr, strict=True):
                 assert torch.equal(mine, theirs)
+
+
+def test_batches_group_similar_lengths(engine):
+    """Three 12 s and three 3 s inputs, interleaved, make exactly two batches of three."""
+    inputs = [(speechlike(seconds, seed=30 + i), 16000) for i, seconds in enumerate([12, 3, 12, 3, 3, 12])]
+    run = Engine(tiny_settings(padding_limit_pct=10), loaded=engine.loaded).run(inputs, batch_size=3)
+    assert run.stats.batches == 2
+    assert [r.batch_size for r in run.results] == [3] * 6
