@@ -15,9 +15,14 @@ import math
 from dataclasses import dataclass
 
 import torch
-from funasr.models.bicif_paraformer.cif_predictor import cif
-from funasr.models.transformer.utils.nets_utils import make_pad_mask
 from torch.nn.utils.rnn import pad_sequence
+
+from .model import import_funasr
+
+# FunASR prints banners on stdout when first imported; import_funasr keeps them out of --json.
+import_funasr()
+from funasr.models.bicif_paraformer.cif_predictor import cif  # noqa: E402
+from funasr.models.transformer.utils.nets_utils import make_pad_mask  # noqa: E402
 
 
 @dataclass
