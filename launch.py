@@ -13,6 +13,7 @@ import argparse
 import logging
 import sys
 
+from asr.console import configure_logging
 from asr.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("launch")
@@ -51,8 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=getattr(logging, settings.log_level),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    configure_logging(settings.log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
 
     from asr.engine import Engine

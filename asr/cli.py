@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 
+from .console import ProgressBar, configure_logging
 from .settings import SettingsError, load_settings
 
 log = logging.getLogger("asr.cli")
@@ -33,15 +34,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _progress_bar(done: int, total: int, name: str) -> None:
-    width = 30
-    filled = int(width * done / total) if total else width
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {name[:40]:<40}")
-    if done == total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -52,9 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    level = logging.WARNING if args.quiet else getattr(logging, settings.log_level)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    configure_logging(settings.log_level, args.quiet)
 
     from .engine import Engine
     from .hotwords import HotwordError
@@ -64,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         engine = Engine(settings)
         results = engine.transcribe(args.files, batch_size=args.batch_size,
                                     hotwords=args.hotwords,
-                                    progress=None if args.quiet else _progress_bar)
+                                    progress=None if args.quiet else ProgressBar().files)
     except (ModelLoadError, HotwordError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

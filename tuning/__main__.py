@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
@@ -57,27 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _Bar:
-    def __init__(self) -> None:
-        self.last = ""
-        self.finished = False
-
-    def __call__(self, fraction: float, message: str) -> None:
-        width = 30
-        filled = int(width * fraction)
-        line = f"\r[{'#' * filled}{'.' * (width - filled)}] {fraction * 100:3.0f}% {message[:50]:<50}"
-        if line != self.last:
-            sys.stderr.write(line)
-            sys.stderr.flush()
-            self.last = line
-        if fraction >= 1.0 and not self.finished:
-            sys.stderr.write("\n")
-            self.finished = True
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    from asr.console import ProgressBar, configure_logging
     from asr.settings import SettingsError, load_settings
 
     missing = [f for f in args.files if not Path(f).is_file()]
@@ -90,9 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    level = logging.WARNING if args.quiet else getattr(logging, settings.log_level)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    configure_logging(settings.log_level, args.quiet)
 
     from asr.engine import Engine
     from asr.model import ModelLoadError
@@ -105,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         report = run_wizard(engine, args.files, sizes=args.sizes, copies=args.copies,
                             repeats=args.repeats, margin_pct=args.margin,
                             memory_limit_pct=args.memory_limit,
-                            progress=None if args.quiet else _Bar())
+                            progress=None if args.quiet else ProgressBar())
     except (ModelLoadError, WizardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
