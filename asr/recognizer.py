@@ -56,6 +56,7 @@ class Recognizer:
         self.fp16 = fp16 and device.type == "cuda"
         self.simulate_oom_frames = simulate_oom_frames
         self._special = {model.blank_id, model.sos, model.eos}
+        self.masks_skipped = skip_full_attention_masks(model.encoder)
 
     def hotword_list(self, words: list[str]) -> list[list[int]] | None:
         """Token ids per hotword plus FunASR's trailing <s> entry, via FunASR's own splitter."""
@@ -155,6 +156,37 @@ class Recognizer:
         text = sentence_postprocess(tokens)[0]
         confidence = math.exp(float(scores[keep].mean()))
         return Decoded(token_ids, text, round(min(1.0, confidence), 4))
+
+
+def skip_full_attention_masks(encoder: torch.nn.Module) -> int:
+    """Let the encoder's SANM attention skip masking when the mask hides nothing.
+
+    A file alone (the usual CPU case) has no padding, yet FunASR still fills the scores with the
+    all-false mask, re-masks the softmax and multiplies the FSMN input and output by ones: about
+    8% of the encoder's time on a 60 s input. With nothing masked those steps change no value,
+    so results stay bit-identical (a test compares them). Returns how many layers were patched.
+    """
+    from funasr.models.sanm.attention import MultiHeadedAttentionSANM
+
+    patched = 0
+    for module in encoder.modules():
+        if type(module) is not MultiHeadedAttentionSANM or "forward_attention" in vars(module):
+            continue
+        module.forward_attention = _unmasked_when_full(module.forward_attention, mask_index=2)
+        module.forward_fsmn = _unmasked_when_full(module.forward_fsmn, mask_index=1)
+        patched += 1
+    return patched
+
+
+def _unmasked_when_full(method, mask_index: int):
+    def call(*args, **kwargs):
+        extra = [v for v in (*args[mask_index + 1:], *kwargs.values()) if v is not None]
+        mask = args[mask_index] if len(args) > mask_index else None
+        if mask is not None and not extra and bool(mask.all()):
+            args = (*args[:mask_index], None, *args[mask_index + 1:])
+        return method(*args, **kwargs)
+
+    return call
 
 
 def _is_cif_v3(predictor: torch.nn.Module) -> bool:

@@ -204,3 +204,27 @@ def test_batches_group_similar_lengths(engine):
     run = Engine(tiny_settings(padding_limit_pct=10), loaded=engine.loaded).run(inputs, batch_size=3)
     assert run.stats.batches == 2
     assert [r.batch_size for r in run.results] == [3] * 6
+
+
+def test_skipping_full_masks_is_bit_identical(engine, reference_wavs):
+    """The encoder's mask shortcut for unpadded input changes no value, alone or in a padded batch."""
+    from asr.recognizer import skip_full_attention_masks
+
+    model = engine.loaded.model
+    assert engine.recognizer.masks_skipped == len(model.encoder.encoders) + len(model.encoder.encoders0)
+    feats = [engine.features(np.asarray(soundfile.read(p, dtype="float32")[0])) for p in reference_wavs]
+    padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+    lengths = torch.tensor([f.shape[0] for f in feats])
+    patched_modules = [m for m in model.encoder.modules() if "forward_attention" in vars(m)]
+    with torch.inference_mode():
+        fast_alone = model.encode(feats[0][None], lengths[:1])[0]
+        fast_batch = model.encode(padded, lengths)[0]
+        for module in patched_modules:
+            del module.forward_attention, module.forward_fsmn
+        try:
+            plain_alone = model.encode(feats[0][None], lengths[:1])[0]
+            plain_batch = model.encode(padded, lengths)[0]
+        finally:
+            skip_full_attention_masks(model.encoder)
+    assert torch.equal(fast_alone, plain_alone)
+    assert torch.equal(fast_batch, plain_batch)
