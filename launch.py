@@ -28,6 +28,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", help="ModelScope id, local model directory, or random:tiny|large")
     parser.add_argument("--batch-size", type=int, help="default files per model call")
     parser.add_argument("--fp16", action="store_true", default=None, help="half precision on CUDA")
+    parser.add_argument("--int8", action="store_true", default=None,
+                     help="CPU: int8 linear layers (faster; tokens may differ from fp32)")
     parser.add_argument("--preload-audio", action="store_true", default=None,
                         help="decode and extract features on worker threads ahead of the model")
     parser.add_argument("--device", help="auto, cuda or cpu")
@@ -39,7 +41,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     """config.yaml + environment, then the flags that were given (SettingsError on a bad value)."""
     host = "0.0.0.0" if args.listen else args.host
     return load_settings(args.config, overrides={
-        "model": args.model, "batch_size": args.batch_size, "fp16": args.fp16,
+        "model": args.model, "batch_size": args.batch_size, "fp16": args.fp16, "int8": args.int8,
         "preload_audio": args.preload_audio, "device": args.device,
         "server.host": host, "server.port": args.port,
     })

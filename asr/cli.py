@@ -26,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--hotwords", help="hotwords separated by spaces or commas")
     run.add_argument("--device", help="auto, cuda or cpu")
     run.add_argument("--fp16", action="store_true", default=None, help="half precision on CUDA")
+    run.add_argument("--int8", action="store_true", default=None,
+                     help="CPU: int8 linear layers (faster; tokens may differ from fp32)")
     run.add_argument("--preload-audio", action="store_true", default=None,
                      help="decode and extract features on worker threads ahead of the model")
     run.add_argument("--config", help="config.yaml to read (default: the project's)")
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config, overrides={
             "model": args.model, "batch_size": args.batch_size, "device": args.device,
-            "fp16": args.fp16, "preload_audio": args.preload_audio,
+            "fp16": args.fp16, "int8": args.int8, "preload_audio": args.preload_audio,
         })
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)

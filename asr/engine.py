@@ -24,7 +24,7 @@ from .cache import CachedFeatures, FeatureCache, cache_key
 from .features import FeatureExtractor
 from .gpu import release_cached_memory
 from .hotwords import parse_hotwords
-from .model import LoadedModel, load_model
+from .model import LoadedModel, load_model, quantize_int8
 from .pipeline import PreloadPipeline, Prepared, run_inline
 from .recognizer import BatchTimings, Recognizer
 from .results import Result, RunStats, Transcription, join_text
@@ -71,8 +71,16 @@ class Engine:
                         self.loaded.device)
             fp16 = False
         self.fp16 = fp16
+        self.int8 = settings.int8 and self.loaded.device.type == "cpu"  # int8 kernels here are CPU ones
+        if settings.int8 and not self.int8:
+            log.warning("int8 requested but the model runs on %s: int8 is a CPU mode, keeping %s",
+                        self.loaded.device, "fp16" if fp16 else "fp32")
+        model = self.loaded.model
+        if self.int8:
+            model = quantize_int8(model)
+            log.info("int8: linear layers quantised (dynamic); tokens may differ from fp32")
         self.recognizer = Recognizer(
-            self.loaded.model, self.loaded.tokenizer, self.loaded.frontend, self.loaded.device,
+            model, self.loaded.tokenizer, self.loaded.frontend, self.loaded.device,
             fp16=fp16, simulate_oom_frames=settings.simulate_oom_frames,
         )
         fc = settings.feature_cache
@@ -83,8 +91,9 @@ class Engine:
         )
         self.default_batch_size = settings.batch_size
         self._model_lock = threading.Lock()
-        log.info("engine ready on %s (%s, %d CPU threads): %s", self.loaded.device,
-                 "fp16" if fp16 else "fp32", torch.get_num_threads(), settings.summary())
+        precision = "int8" if self.int8 else "fp16" if fp16 else "fp32"
+        log.info("engine ready on %s (%s, %d CPU threads): %s", self.loaded.device, precision,
+                 torch.get_num_threads(), settings.summary())
 
     # ---- public API -------------------------------------------------------------------------
 

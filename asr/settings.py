@@ -98,6 +98,7 @@ class Settings:
     device: str = field(default="auto", metadata=_choice("auto", "cuda", "cpu"))
     batch_size: int = field(default=4, metadata={"min": 1, "max": 512})
     fp16: bool = False
+    int8: bool = False
     padding_limit_pct: float = field(default=10.0, metadata={"min": 0.0, "max": 1000.0})
     cpu_threads: int = field(default=0, metadata=_at_least(0))
     preload_audio: bool = False
@@ -122,7 +123,7 @@ class Settings:
         return dict(_flatten(dataclasses.asdict(self)))
 
     def summary(self) -> str:
-        keys = ("model", "device", "batch_size", "fp16", "preload_audio", "feature_cache.enable",
+        keys = ("model", "device", "batch_size", "fp16", "int8", "preload_audio", "feature_cache.enable",
                 "cpu_threads")
         flat = self.flat()
         return ", ".join(f"{key}={flat[key]}" for key in keys)

@@ -228,3 +228,14 @@ def test_skipping_full_masks_is_bit_identical(engine, reference_wavs):
             skip_full_attention_masks(model.encoder)
     assert torch.equal(fast_alone, plain_alone)
     assert torch.equal(fast_batch, plain_batch)
+
+
+def test_int8_mode_runs_on_a_quantised_copy(engine, reference_wavs):
+    """Opt-in int8: linear layers become dynamic-int8 in a copy; the shared fp32 model is untouched."""
+    int8_engine = Engine(tiny_settings(int8=True), loaded=engine.loaded)
+    assert int8_engine.int8
+    assert type(int8_engine.recognizer.model.encoder.encoders[0].feed_forward.w_1).__name__ == "Linear"
+    assert "quantized" in type(int8_engine.recognizer.model.encoder.encoders[0].feed_forward.w_1).__module__
+    assert type(engine.loaded.model.encoder.encoders[0].feed_forward.w_1) is torch.nn.Linear
+    results = int8_engine.transcribe(reference_wavs, batch_size=2)
+    assert all(r.ok and r.token_ids for r in results)

@@ -8,6 +8,7 @@ shared machine hits all of them alike):
   O8  the same, int8-quantised by FunASR's exporter
   C   this engine (asr.engine.Engine.run, feature cache off) at its default settings
   CW  this engine at the batch size the tuning wizard recommends for these files
+  C8  this engine with the opt-in int8 CPU mode (`int8: true`); its token agreement with C is shown
 Prints speed (x real time), RTF, peak memory, the ratios C/A, C/B, C/O and, per file, whether the
 token ids are identical. `--json OUT` writes everything, with versions, device and thread counts.
 Progress goes to stderr; the table to stdout.
@@ -33,7 +34,7 @@ from .bench_clips import describe, ensure_clips, prepare_real_files
 
 log = logging.getLogger("tuning.bench")
 
-VARIANTS = ("A", "B", "O", "O8", "C", "CW")
+VARIANTS = ("A", "B", "O", "O8", "C", "CW", "C8")
 DEFAULT_B_SIZES = {"cpu": [2, 4, 8], "cuda": [8, 16, 32]}
 FUNASR_ONNX_DEFAULT_BATCH = 1
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +44,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 class RunSpec:
     """One timed configuration; each repeat of it is one worker process."""
 
-    label: str  # "A", "B@4", "O", "O8", "C", "CW"
+    label: str  # "A", "B@4", "O", "O8", "C", "CW", "C8"
     variant: str  # the worker's variant: A, B, C, O
     batch_size: int | None = None
     quantize: bool = False
@@ -208,6 +209,8 @@ class Bench:
             specs.append(RunSpec("C", "C"))
         if "CW" in chosen and self.wizard and self.wizard.get("ok"):
             specs.append(RunSpec("CW", "C", batch_size=self.wizard["recommended"]))
+        if "C8" in chosen and self.device == "cpu":  # the engine refuses int8 on CUDA
+            specs.append(RunSpec("C8", "C", quantize=True))
         return specs
 
     def _job(self, spec_variant: str, batch_size: int | None = None, quantize: bool = False) -> dict:
@@ -215,6 +218,8 @@ class Bench:
                "files": [str(c.path) for c in self.clips], "warmup": [str(c.path) for c in self.warmup],
                "batch_size": batch_size, "config": self.args.config,
                "settings": {"fp16": True} if self.args.fp16 else {}}
+        if spec_variant == "C" and quantize:
+            job["settings"] = {**job["settings"], "int8": True}
         if spec_variant == "O":
             job.update(onnx_dir=str(self.onnx.model_dir), quantize=quantize,
                        threads=self.args.onnx_threads)
@@ -287,8 +292,9 @@ class Bench:
                     variants[name] = {"status": "unavailable", "reason": self.onnx_reason}
                 else:
                     variants[name] = bench_report.summarize_runs(self.raw[name], self.audio_s)
-        if "C" in self.raw:
-            variants["C"] = bench_report.summarize_runs(self.raw["C"], self.audio_s)
+        for name in ("C", "C8"):
+            if name in self.raw:
+                variants[name] = bench_report.summarize_runs(self.raw[name], self.audio_s)
         if "CW" in self.args.variants:
             if "CW" in self.raw:
                 variants["CW"] = bench_report.summarize_runs(self.raw["CW"], self.audio_s)
@@ -317,7 +323,7 @@ class Bench:
             "variants": variants,
             "ratios": bench_report.ratios(variants),
             "tokens": tokens,
-            "profile": {n: p for n in ("C", "CW") if n in variants
+            "profile": {n: p for n in ("C", "CW", "C8") if n in variants
                         and (p := bench_report.profile(variants[n])) is not None},
             "notes": self.notes,
             "run_dir": str(self.run_dir),

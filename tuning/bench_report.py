@@ -18,11 +18,13 @@ DESCRIPTIONS = {
     "O8": "funasr_onnx int8 (FunASR's export), batch {size}",
     "C": "this engine, default settings (batch {size})",
     "CW": "this engine, wizard's batch size ({size})",
+    "C8": "this engine, opt-in int8 on CPU (batch {size})",
 }
-ORDER = ("A", "B", "O", "O8", "C", "CW")
+ORDER = ("A", "B", "O", "O8", "C", "CW", "C8")
 # (variant, reference): token comparisons reported per file when both ran.
-COMPARISONS = (("C", "A"), ("C", "O"), ("C", "O8"), ("CW", "A"), ("B", "A"), ("O", "A"), ("O8", "O"))
-RATIO_SUBJECTS = ("C", "CW")
+COMPARISONS = (("C", "A"), ("C", "O"), ("C", "O8"), ("CW", "A"), ("B", "A"), ("O", "A"), ("O8", "O"),
+               ("C8", "C"))
+RATIO_SUBJECTS = ("C", "CW", "C8")
 RATIO_REFERENCES = ("A", "B", "O", "O8")
 WIDTH = 62  # of the variant column
 PROFILE_STAGES = ("decode_s", "features_s", "wait_s", "encoder_s", "predictor_s", "decoder_s",
