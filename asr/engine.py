@@ -142,25 +142,28 @@ class Engine:
 
         scheduler = _BatchScheduler(self, size, hotword_ids, stats, results, report,
                                     self.settings.padding_limit_pct / 100.0)
-        while True:
-            waited = time.perf_counter()
-            item = next(items, None)
-            stats.wait_s += time.perf_counter() - waited
-            if item is None:
-                break
-            stats.decode_s += item.decode_s
-            stats.features_s += item.features_s
-            stats.cache_hits += int(item.cache_hit)
-            if item.error:
-                results[item.index] = Result(file=item.name, duration_s=item.duration_s,
-                                             decode_s=item.decode_s, features_s=item.features_s,
-                                             error=item.error)
-                report.done(item.name)
-                continue
-            scheduler.add(item)
-        scheduler.flush()
-        if pipeline is not None:
-            stats.peak_queued_mb = pipeline.peak_bytes / 2**20
+        try:
+            while True:
+                waited = time.perf_counter()
+                item = next(items, None)
+                stats.wait_s += time.perf_counter() - waited
+                if item is None:
+                    break
+                stats.decode_s += item.decode_s
+                stats.features_s += item.features_s
+                stats.cache_hits += int(item.cache_hit)
+                if item.error:
+                    results[item.index] = Result(file=item.name, duration_s=item.duration_s,
+                                                 decode_s=item.decode_s, features_s=item.features_s,
+                                                 error=item.error)
+                    report.done(item.name)
+                    continue
+                scheduler.add(item)
+            scheduler.flush()
+        finally:
+            if pipeline is not None:  # stop the workers even when something above raised
+                pipeline.close()
+                stats.peak_queued_mb = pipeline.peak_bytes / 2**20
 
         final = [r for r in results if r is not None]
         assert len(final) == len(jobs), "every input must get a result"
@@ -345,6 +348,15 @@ class _BatchScheduler:
                 for unit in batch:
                     self.partial[unit.item.index]["backed_off"] = True
                 queue = [batch[i:i + half] for i in range(0, len(batch), half)] + queue
+                continue
+            except Exception as exc:  # noqa: BLE001 - one input must never sink its batch mates
+                if len(batch) > 1:
+                    log.warning("recognition failed for a batch of %d (%s: %s); retrying one by one",
+                                len(batch), type(exc).__name__, exc)
+                    queue = [[unit] for unit in batch] + queue
+                    continue
+                log.exception("recognition failed for %s", batch[0].item.name)
+                self._fail(batch[0], f"recognition failed: {type(exc).__name__}: {exc}")
                 continue
             elapsed = time.perf_counter() - t0
             self.stats.batches += 1

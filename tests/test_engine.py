@@ -239,3 +239,23 @@ def test_int8_mode_runs_on_a_quantised_copy(engine, reference_wavs):
     assert type(engine.loaded.model.encoder.encoders[0].feed_forward.w_1) is torch.nn.Linear
     results = int8_engine.transcribe(reference_wavs, batch_size=2)
     assert all(r.ok and r.token_ids for r in results)
+
+
+def test_a_model_failure_fails_only_that_input(engine, clip_dir):
+    """Any non-OOM error inside the model retries the batch one by one; only the culprit fails."""
+    files = sorted(clip_dir.glob("*.wav"))[:4]
+    expected = engine.transcribe(files, batch_size=1)
+    broken = Engine(tiny_settings(padding_limit_pct=1000), loaded=engine.loaded)
+    culprit_frames = engine.features(np.asarray(soundfile.read(files[2], dtype="float32")[0])).shape[0]
+    real_recognize = broken.recognizer.recognize
+
+    def recognize(feats, hotwords, timings=None):
+        if any(f.shape[0] == culprit_frames for f in feats):
+            raise RuntimeError("simulated kernel failure")
+        return real_recognize(feats, hotwords, timings)
+
+    broken.recognizer.recognize = recognize
+    results = broken.transcribe(files, batch_size=4)
+    assert "recognition failed: RuntimeError: simulated kernel failure" in results[2].error
+    for i in (0, 1, 3):
+        assert results[i].ok and results[i].token_ids == expected[i].token_ids
