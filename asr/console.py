@@ -12,8 +12,10 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def configure_logging(level_name: str, quiet: bool = False) -> None:
+    """`force=True`: importing FunASR/ModelScope may already have configured the root logger,
+    which would silently turn our level and format into a no-op."""
     level = logging.WARNING if quiet else getattr(logging, level_name)
-    logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)
+    logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr, force=True)
 
 
 class ProgressBar:

@@ -18,6 +18,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from asr.console import configure_logging
 from asr.engine import Engine
 from asr.settings import PROJECT_ROOT, SettingsError, load_settings
 
@@ -75,7 +76,7 @@ def measure_cache(engine: Engine, files: list[Path], batch_size: int | None) -> 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging("WARNING")
     try:
         settings = load_settings(None, overrides={"model": args.model, "device": args.device})
     except SettingsError as exc:
