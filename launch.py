@@ -13,8 +13,7 @@ import argparse
 import logging
 import sys
 
-from asr.console import configure_logging
-from asr.settings import Settings, SettingsError, load_settings
+from asr.console import settings_for_command
 
 log = logging.getLogger("launch")
 
@@ -37,24 +36,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    """config.yaml + environment, then the flags that were given (SettingsError on a bad value)."""
+def overrides_from_args(args: argparse.Namespace) -> dict:
+    """The flags that were given; None means "not given" and leaves config.yaml/env in charge."""
     host = "0.0.0.0" if args.listen else args.host
-    return load_settings(args.config, overrides={
+    return {
         "model": args.model, "batch_size": args.batch_size, "fp16": args.fp16, "int8": args.int8,
         "preload_audio": args.preload_audio, "device": args.device,
         "server.host": host, "server.port": args.port,
-    })
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        settings = settings_from_args(args)
-    except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    settings = settings_for_command(args.config, overrides_from_args(args))
+    if settings is None:
         return 2
-    configure_logging(settings.log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
 
     from asr.engine import Engine

@@ -10,8 +10,7 @@ import json
 import logging
 import sys
 
-from .console import ProgressBar, configure_logging
-from .settings import SettingsError, load_settings
+from .console import ProgressBar, settings_for_command
 
 log = logging.getLogger("asr.cli")
 
@@ -38,15 +37,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        settings = load_settings(args.config, overrides={
-            "model": args.model, "batch_size": args.batch_size, "device": args.device,
-            "fp16": args.fp16, "int8": args.int8, "preload_audio": args.preload_audio,
-        })
-    except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    settings = settings_for_command(args.config, {
+        "model": args.model, "batch_size": args.batch_size, "device": args.device,
+        "fp16": args.fp16, "int8": args.int8, "preload_audio": args.preload_audio,
+    }, quiet=args.quiet)
+    if settings is None:
         return 2
-    configure_logging(settings.log_level, args.quiet)
 
     from .engine import Engine
     from .hotwords import HotwordError

@@ -7,6 +7,11 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .settings import Settings, SettingsError, load_settings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -16,6 +21,21 @@ def configure_logging(level_name: str, quiet: bool = False) -> None:
     which would silently turn our level and format into a no-op."""
     level = logging.WARNING if quiet else getattr(logging, level_name)
     logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr, force=True)
+
+
+def settings_for_command(config: str | Path | None, overrides: Mapping[str, Any],
+                         quiet: bool = False) -> Settings | None:
+    """Settings for a command-line entry point, with logging set up from them.
+
+    None (after saying why on stderr) when a setting is bad: the caller exits with status 2.
+    """
+    try:
+        settings = load_settings(config, overrides=overrides)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    configure_logging(settings.log_level, quiet)
+    return settings
 
 
 class ProgressBar:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,13 @@ def reference_wavs() -> list[Path]:
     if not REFERENCE_WAVS:
         pytest.fail(f"no reference audio in {SHARED_AUDIO}: ../shared must sit beside the checkout")
     return REFERENCE_WAVS
+
+
+def free_port() -> int:
+    """A localhost port nobody listens on now, for a test's own Gradio server."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def speechlike(seconds: float, seed: int, rate: int = 16000) -> np.ndarray:

@@ -7,12 +7,11 @@ into the realtime tab. Screenshots of every tab go to test-artifacts/ for a pers
 from __future__ import annotations
 
 import shutil
-import socket
 import time
 from pathlib import Path
 
 import pytest
-from conftest import tiny_settings
+from conftest import free_port, tiny_settings
 
 import webui
 from asr.engine import Engine
@@ -25,11 +24,6 @@ pytestmark = [
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 TIMEOUT_MS = 30_000
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +38,7 @@ def app(tmp_path_factory, loaded_tiny, clip_dir):
         mp.setenv("GRADIO_TEMP_DIR", str(base / "gradio-tmp"))
         mp.setenv("GRADIO_HEARTBEAT_INTERVAL", "0.5")  # closed pages are noticed (unload) quickly
         demo = webui.build_app(engine)
-        _, url, _ = webui.launch_app(demo, settings, port=_free_port(), prevent_thread_lock=True,
+        _, url, _ = webui.launch_app(demo, settings, port=free_port(), prevent_thread_lock=True,
                                      quiet=True)
         try:
             yield {"engine": engine, "url": url, "demo": demo}

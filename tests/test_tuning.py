@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import tiny_settings
+from conftest import free_port, tiny_settings
 
 from asr import audio as audio_io
 from asr.settings import PROJECT_ROOT
@@ -259,12 +258,6 @@ def test_wizard_rejects_bad_input(engine, tmp_path, wav):
         run_wizard(engine, [junk], sizes=[2])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ui_endpoint_tunes_applies_and_saves(engine, reference_wavs, tmp_path, monkeypatch):
     import gradio as gr
     from gradio_client import Client, handle_file
@@ -281,7 +274,7 @@ def test_ui_endpoint_tunes_applies_and_saves(engine, reference_wavs, tmp_path, m
     with gr.Blocks() as demo:
         with gr.Tab("Tuning"):
             build_tuning_tab(tab_engine)
-    port = _free_port()
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)

@@ -9,18 +9,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import zipfile
 from pathlib import Path
 
 import pytest
 import soundfile
-from conftest import speechlike, tiny_settings
+from conftest import free_port, speechlike, tiny_settings
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 import launch
 import webui
+from asr.console import settings_for_command
 from asr.engine import Engine
 from asr.settings import PROJECT_ROOT
 
@@ -28,11 +28,6 @@ MAX_FILES = 4
 # Gradio's queue statistics use pandas options that pandas 3 deprecates; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:.*no_silent_downcasting", "ignore:The copy keyword")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -232,12 +227,11 @@ def test_launch_flags_become_settings(monkeypatch):
     for name in ("SERVER_HOST", "SERVER_PORT", "BATCH_SIZE", "MODEL", "DEVICE"):
         monkeypatch.delenv(name, raising=False)
     empty = str(PROJECT_ROOT / "tests" / "empty_config.yaml")
-    settings = launch.settings_from_args(launch.parse_args(
-        ["--listen", "--port", "8123", "--batch-size", "6", "--model", "random:tiny", "--device", "cpu",
-         "--config", empty]))
+    settings = settings_for_command(empty, launch.overrides_from_args(launch.parse_args(
+        ["--listen", "--port", "8123", "--batch-size", "6", "--model", "random:tiny", "--device", "cpu"])))
     assert (settings.server.host, settings.server.port, settings.batch_size) == ("0.0.0.0", 8123, 6)
     assert settings.model == "random:tiny" and settings.device == "cpu"
-    default = launch.settings_from_args(launch.parse_args(["--config", empty]))
+    default = settings_for_command(empty, launch.overrides_from_args(launch.parse_args([])))
     assert (default.server.host, default.server.port) == ("127.0.0.1", 7860)
 
 

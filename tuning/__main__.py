@@ -59,20 +59,16 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    from asr.console import ProgressBar, configure_logging
-    from asr.settings import SettingsError, load_settings
+    from asr.console import ProgressBar, settings_for_command
 
     missing = [f for f in args.files if not Path(f).is_file()]
     if missing:
         parser.error(f"file not found: {', '.join(missing)}")
-    try:
-        settings = load_settings(args.config, overrides={
-            "model": args.model, "device": args.device, "fp16": args.fp16,
-        })
-    except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    settings = settings_for_command(args.config, {
+        "model": args.model, "device": args.device, "fp16": args.fp16,
+    }, quiet=args.quiet)
+    if settings is None:
         return 2
-    configure_logging(settings.log_level, args.quiet)
 
     from asr.engine import Engine
     from asr.model import ModelLoadError
