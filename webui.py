@@ -31,13 +31,15 @@ from asr.engine import Engine
 from asr.folders import FolderError, allowed_roots, check_paths_limits, list_audio_files, resolve_folder
 from asr.hotwords import HotwordError
 from asr.results import Result, RunStats
-from asr.settings import PROJECT_ROOT, Settings
+from asr.settings import PROJECT_ROOT, SCHEMA, Settings
 
 log = logging.getLogger(__name__)
 
 TITLE = "Seaco Paraformer 中文语音识别"
 BATCH_HEADERS = ["File", "Text", "Confidence", "Duration (s)", "Processing (s)", "Status"]
 GPU_QUEUE = "gpu"  # concurrency id shared by every event that runs the model
+LATE_CHUNK_S = 1.0  # a chunk this soon after Stop belongs to the recording that just ended
+BATCH_SIZE_MAX = int(SCHEMA["batch_size"][1]["max"])  # the slider allows what config.yaml allows
 
 CSS = """
 .gradio-container { max-width: 1180px !important; width: 100% !important; margin: 0 auto; }
@@ -139,7 +141,7 @@ def _hotword_label(settings: Settings) -> str:
 
 def _slider(engine: Engine, elem_id: str, info: str) -> gr.Slider:
     default = engine.default_batch_size
-    return gr.Slider(1, max(64, default), value=default, step=1, label="Batch size", info=info,
+    return gr.Slider(1, BATCH_SIZE_MAX, value=default, step=1, label="Batch size", info=info,
                      elem_id=elem_id)
 
 
@@ -176,7 +178,7 @@ class LiveSessions:
         self.engine = engine
         self.module = realtime_module
         self._sessions: dict[str, Any] = {}
-        self._stopped: set[str] = set()
+        self._stopped: dict[str, float] = {}  # key -> when its recording was stopped
         self._lock = threading.Lock()
 
     def use(self, key: str, hotwords: str | None):
@@ -189,10 +191,24 @@ class LiveSessions:
             session = self.module.LiveSession(self.engine, self.engine.settings.realtime,
                                               hotwords=hotwords or None)
             self._sessions[key] = session
-            self._stopped.discard(key)
+            self._stopped.pop(key, None)
         if old is not None:
             old.close()
         return session
+
+    def for_chunk(self, key: str, hotwords: str | None):
+        """The session a microphone chunk belongs to, or None for a straggler.
+
+        Gradio can deliver a recording's last chunk after its stop event. Such a chunk must not
+        open a new session (which would then hold the previous take's hotwords and audio), so
+        chunks arriving within LATE_CHUNK_S of a stop are dropped; the stop already finalised
+        that recording.
+        """
+        with self._lock:
+            stopped_at = self._stopped.get(key)
+            if stopped_at is not None and time.monotonic() - stopped_at < LATE_CHUNK_S:
+                return None
+        return self.use(key, hotwords)
 
     def get(self, key: str):
         with self._lock:
@@ -202,13 +218,13 @@ class LiveSessions:
         """Finalise the current recording; returns its last snapshot (None without a session)."""
         with self._lock:
             session = self._sessions.get(key)
-            self._stopped.add(key)
+            self._stopped[key] = time.monotonic()
         return session.stop() if session is not None else None
 
     def end(self, key: str) -> None:
         with self._lock:
             session = self._sessions.pop(key, None)
-            self._stopped.discard(key)
+            self._stopped.pop(key, None)
         if session is not None:
             session.close()
             log.info("live session %s closed", key[:8])
@@ -489,7 +505,9 @@ class _LiveTab:
                 return
             try:
                 rate, samples = chunk
-                sessions.use(request.session_hash, hotwords).push(rate, samples)
+                session = sessions.for_chunk(request.session_hash, hotwords)
+                if session is not None:
+                    session.push(rate, samples)
             except ValueError as exc:  # a malformed chunk: drop it, keep the stream alive
                 log.warning("dropped a microphone chunk: %s", exc)
 

@@ -29,7 +29,7 @@ from .pipeline import PreloadPipeline, Prepared, run_inline
 from .recognizer import BatchTimings, Recognizer
 from .results import Result, RunStats, Transcription, join_text
 from .segment import split_points
-from .settings import Settings
+from .settings import Settings, coerce
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +177,7 @@ class Engine:
         return Transcription(final, stats)
 
     def set_default_batch_size(self, size: int) -> None:
-        if size < 1:
-            raise ValueError("batch size must be at least 1")
+        coerce("batch_size", size, "the new default batch size")  # same bounds as config.yaml
         self.default_batch_size = int(size)
         self.settings.batch_size = int(size)  # so every view of the settings agrees
         log.info("default batch size set to %d", size)
@@ -215,7 +214,8 @@ class Engine:
         limits = self.settings.input
         if isinstance(job.source, (str, Path)):
             data = audio_io.read_file(job.source)
-            key = cache_key(audio_io.md5_of(data), self.features.fingerprint)
+            # Segment length is part of the key: cached segments must match today's setting.
+            key = cache_key(audio_io.md5_of(data), f"{self.features.fingerprint}/seg{limits.segment_s:g}")
             cached = self.cache.get(key) if job.use_cache else None
             if cached is not None:
                 # Same bytes, same frontend: decoding would give the same samples, so skip it.
@@ -246,6 +246,14 @@ class Engine:
     def _recognize(self, units: list[_Unit], hotword_ids, timings: BatchTimings):
         with self._model_lock:
             return self.recognizer.recognize([u.feats for u in units], hotword_ids, timings)
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """torch's OOM type, plus the allocation failures cuBLAS/cuDNN report as plain RuntimeError."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text.lower() or "ALLOC_FAILED" in text)
 
 
 def _probe_seconds(path: Path) -> float:
@@ -336,10 +344,20 @@ class _BatchScheduler:
             t0 = time.perf_counter()
             try:
                 decoded = self.engine._recognize(batch, self.hotword_ids, timings)
-            except torch.OutOfMemoryError as exc:
+            except Exception as exc:  # noqa: BLE001 - sorted below: memory, or anything else
+                if not _is_out_of_memory(exc):
+                    if len(batch) > 1:
+                        log.warning("recognition failed for a batch of %d (%s: %s); retrying one by one",
+                                    len(batch), type(exc).__name__, exc)
+                        queue = [[unit] for unit in batch] + queue
+                        continue
+                    log.exception("recognition failed for %s", batch[0].item.name)
+                    self._fail(batch[0], f"recognition failed: {type(exc).__name__}: {exc}")
+                    continue
                 release_cached_memory()
                 if len(batch) == 1:
-                    self._fail(batch[0], f"out of GPU memory even at batch size 1 ({exc})")
+                    self._fail(batch[0], f"out of GPU memory even at batch size 1 ({exc}); a lower "
+                                         "input.segment_s cuts long recordings into smaller pieces")
                     continue
                 half = max(1, len(batch) // 2)
                 log.warning("out of memory at batch size %d; retrying at %d", len(batch), half)
@@ -348,15 +366,6 @@ class _BatchScheduler:
                 for unit in batch:
                     self.partial[unit.item.index]["backed_off"] = True
                 queue = [batch[i:i + half] for i in range(0, len(batch), half)] + queue
-                continue
-            except Exception as exc:  # noqa: BLE001 - one input must never sink its batch mates
-                if len(batch) > 1:
-                    log.warning("recognition failed for a batch of %d (%s: %s); retrying one by one",
-                                len(batch), type(exc).__name__, exc)
-                    queue = [[unit] for unit in batch] + queue
-                    continue
-                log.exception("recognition failed for %s", batch[0].item.name)
-                self._fail(batch[0], f"recognition failed: {type(exc).__name__}: {exc}")
                 continue
             elapsed = time.perf_counter() - t0
             self.stats.batches += 1

@@ -133,6 +133,8 @@ def list_audio_files(folder: Path, roots: Sequence[Path], max_files: int,
             if not any(_inside(real, root) for root in roots):
                 skipped.append(str(path))
                 continue
+            if not real.is_file():  # a FIFO or device named *.wav would block the reader forever
+                continue
             files.append(path)
             total += real.stat().st_size
             if len(files) > max_files:

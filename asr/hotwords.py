@@ -2,7 +2,8 @@
 
 Hotwords reach FunASR's own `generate_hotwords_list`, which treats its argument as a file path
 when it ends in .txt and downloads it when it starts with http; only plain words are let through
-so user text can never trigger either. The count is capped well below 50, past which FunASR's
+(and the recognizer never lets the joined string start with "http"), so user text can never
+trigger either. The count is capped below 50: with 50 words plus FunASR's trailing <s> entry its
 SeACo filter picks the hotword subset from batch row 0 for every file in the batch.
 """
 

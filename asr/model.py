@@ -171,8 +171,10 @@ def default_cpu_threads() -> int:
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of `model` with its linear layers in dynamic int8 (CPU only).
 
-    torch's dynamic quantisation keeps activations in float and quantises weights once; the
-    encoder's linears are about three quarters of the model's work on CPU.
+    torch's dynamic quantisation stores weights as int8 once and quantises each activation
+    tensor on the fly with a scale taken from that whole tensor, so in a padded batch a file's
+    tokens can depend on its batch mates: the padding-invariance guarantee holds for fp32 only.
+    The encoder's linears are about three quarters of the model's work on CPU.
     """
     with warnings.catch_warnings():
         # torch 2.11 points to torchao for the future; the built-in path works and needs nothing new.

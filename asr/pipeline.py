@@ -85,7 +85,11 @@ class PreloadPipeline(Generic[Job]):
                     self._reserved_items += 1
                     self._reserved_bytes += need
                     self.peak_bytes = max(self.peak_bytes, self._reserved_bytes)
-                self._ready.put((self._pool.submit(self._prepare, job), need))
+                try:
+                    future = self._pool.submit(self._prepare, job)
+                except RuntimeError:  # close() shut the pool down between the check and here
+                    return
+                self._ready.put((future, need))
         finally:
             self._ready.put(None)
 

@@ -62,8 +62,10 @@ class Recognizer:
         """Token ids per hotword plus FunASR's trailing <s> entry, via FunASR's own splitter."""
         if not words:
             return None
+        # The leading space keeps FunASR's URL branch (a string starting with "http") closed for
+        # a first word such as "httpd"; its word branch strips the space again.
         return self.model.generate_hotwords_list(
-            " ".join(words), tokenizer=self.tokenizer, frontend=self.frontend
+            " " + " ".join(words), tokenizer=self.tokenizer, frontend=self.frontend
         )
 
     def _autocast(self):

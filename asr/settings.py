@@ -9,6 +9,7 @@ instead of surfacing as a strange failure in the middle of a batch.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -43,7 +44,7 @@ class FeatureCacheSettings:
 
 @dataclass
 class HotwordSettings:
-    max_count: int = field(default=10, metadata={"min": 1, "max": 50})
+    max_count: int = field(default=10, metadata={"min": 1, "max": 49})
     max_chars: int = field(default=20, metadata=_at_least(1))
 
 
@@ -168,7 +169,7 @@ def _describe(hint: Any, meta: dict) -> str:
     if hint is bool:
         return "true or false"
     if hint in (int, float):
-        kind = "an integer" if hint is int else "a number"
+        kind = "an integer" if hint is int else "a finite number"
         bounds = []
         if "min" in meta:
             bounds.append(f">= {meta['min']}")
@@ -209,6 +210,8 @@ def coerce(key: str, value: Any, source: str) -> Any:
             if isinstance(value, bool):
                 raise bad
             result = float(value)
+            if not math.isfinite(result):
+                raise bad
         elif hint == list[str]:
             if isinstance(value, str):
                 result = [part.strip() for part in value.split(",") if part.strip()]

@@ -132,3 +132,20 @@ def test_disabled_cache_stores_nothing(enable):
     cache = FeatureCache(max_bytes=2**20, enabled=enable)
     cache.put("k", feats(5))
     assert (cache.get("k") is not None) is enable
+
+
+def test_a_changed_segment_length_does_not_reuse_cached_segments(engine, tmp_path):
+    """Cached segments were cut at the old input.segment_s; a new length must recompute."""
+    import soundfile
+    from conftest import speechlike
+
+    long_file = tmp_path / "long.wav"
+    soundfile.write(long_file, speechlike(70.0, seed=5), 16000)
+    overrides = {"feature_cache.enable": True, "feature_cache.dir": str(tmp_path / "fc")}
+    at_60 = Engine(tiny_settings(**overrides), loaded=engine.loaded)
+    at_60.transcribe([long_file])
+    at_30 = Engine(tiny_settings(**overrides, **{"input.segment_s": 30}), loaded=engine.loaded)
+    [fresh] = at_30.transcribe([long_file])
+    assert not fresh.cache_hit
+    [again] = at_30.transcribe([long_file])
+    assert again.cache_hit and again.token_ids == fresh.token_ids

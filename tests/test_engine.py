@@ -128,17 +128,36 @@ def test_result_fields_and_timings(engine, reference_wavs):
         assert key in data
 
 
-def test_hotwords_take_the_seaco_path(engine, reference_wavs):
+def test_hotwords_take_the_seaco_path(engine, reference_wavs, monkeypatch):
     vocab = engine.loaded.tokenizer.token_list
     word = "".join(vocab[10:13])  # characters the random vocabulary knows
     hotword_ids = engine.recognizer.hotword_list([word, vocab[20]])
     assert hotword_ids[0] == [10, 11, 12] and hotword_ids[-1] == [engine.loaded.model.sos]
+    # A recording spy on the real model object: which hotword list reached the SeACo decoder?
+    model = engine.loaded.model
+    seen: list = []
+    real_decode = model._seaco_decode_with_ASF
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("hw_list"))
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(model, "_seaco_decode_with_ASF", spy)
     plain = engine.transcribe(reference_wavs, batch_size=2)
+    assert seen and all(hw is None for hw in seen)
+    seen.clear()
     biased = engine.transcribe(reference_wavs, hotwords=f"{word}, {vocab[20]}", batch_size=2)
+    assert seen and all(hw == hotword_ids for hw in seen)
     assert all(r.ok for r in biased)
     assert [len(r.token_ids) for r in biased] == [len(r.token_ids) for r in plain]
     alone = engine.transcribe([reference_wavs[0]], hotwords=f"{word} {vocab[20]}", batch_size=1)[0]
     assert alone.token_ids == biased[0].token_ids
+
+
+def test_a_hotword_starting_with_http_is_just_a_word(engine, reference_wavs):
+    """FunASR treats a hotword string starting with "http" as a URL to download; ours never does."""
+    [result] = engine.transcribe(reference_wavs[:1], hotwords="httpd 服务")
+    assert result.ok
 
 
 def test_hotword_limits_are_clear(engine, reference_wavs):
@@ -259,3 +278,30 @@ def test_a_model_failure_fails_only_that_input(engine, clip_dir):
     assert "recognition failed: RuntimeError: simulated kernel failure" in results[2].error
     for i in (0, 1, 3):
         assert results[i].ok and results[i].token_ids == expected[i].token_ids
+
+
+def test_cublas_allocation_failures_back_off_like_oom(engine, clip_dir):
+    """cuBLAS/cuDNN report allocation failures as a plain RuntimeError: still an OOM back-off."""
+    files = sorted(clip_dir.glob("*.wav"))[:4]
+    expected = engine.transcribe(files, batch_size=1)
+    flaky = Engine(tiny_settings(padding_limit_pct=1000), loaded=engine.loaded)
+    real_recognize = flaky.recognizer.recognize
+
+    def recognize(feats, hotwords, timings=None):
+        if len(feats) > 2:
+            raise RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`")
+        return real_recognize(feats, hotwords, timings)
+
+    flaky.recognizer.recognize = recognize
+    run = flaky.run(files, batch_size=4)
+    assert run.stats.backoffs == 1
+    assert all(r.ok and r.backed_off for r in run.results)
+    assert [r.token_ids for r in run.results] == [r.token_ids for r in expected]
+
+
+def test_default_batch_size_keeps_config_bounds(engine):
+    other = Engine(tiny_settings(), loaded=engine.loaded)
+    with pytest.raises(ValueError, match="<= 512"):
+        other.set_default_batch_size(1000)
+    other.set_default_batch_size(16)
+    assert other.default_batch_size == other.settings.batch_size == 16

@@ -109,3 +109,17 @@ def test_upload_limits(tree):
         check_paths_limits(files, max_files=1, max_total_mb=1)
     with pytest.raises(FolderError, match="batch.max_total_mb"):
         check_batch_limits(1, 5 * 2**20, max_files=1, max_total_mb=4)
+
+
+def test_a_fifo_named_like_audio_is_skipped(tmp_path):
+    """Reading a FIFO blocks forever; the listing must never hand one to the engine."""
+    import os
+
+    from asr.folders import list_audio_files
+
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "real.wav").write_bytes(b"RIFF")
+    os.mkfifo(root / "pipe.wav")
+    listing = list_audio_files(root, [root], max_files=10, max_total_mb=10)
+    assert [p.name for p in listing.files] == ["real.wav"]

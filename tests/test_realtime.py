@@ -331,14 +331,16 @@ def test_thirty_minutes_of_audio_keep_memory_and_update_time_flat(engine):
     assert grown < 32, f"RSS grew {grown:.1f} MB between minute 5 and minute 30"
     # Time per update (each minute repeats, so both windows hold the same mix of quiet updates
     # and recognitions): re-recognising the whole stream would be hundreds of times slower by the
-    # end; a factor of 3 leaves room for a busy shared CPU.
+    # end. The bounds are loose on purpose (a factor of 10 plus 0.2 s): this must catch growth
+    # with the stream's length, never a busy shared CI machine; the structural check on the audio
+    # each recognition sees (below) is the exact one.
     early_s = statistics.median(u[1] for u in early)
     late_s = statistics.median(u[1] for u in late)
-    assert late_s < 3 * early_s + 0.05, f"update time {early_s:.3f} s -> {late_s:.3f} s"
+    assert late_s < 10 * early_s + 0.2, f"update time {early_s:.3f} s -> {late_s:.3f} s"
     sixth = len(recorder.calls) // 6
     early_calls, late_calls = recorder.calls[:sixth], recorder.calls[-sixth:]
     assert statistics.mean(c["audio_s"] for c in late_calls) == pytest.approx(
         statistics.mean(c["audio_s"] for c in early_calls), rel=0.2)
     early_call_s = statistics.median(c["seconds"] for c in early_calls)
     late_call_s = statistics.median(c["seconds"] for c in late_calls)
-    assert late_call_s < 3 * early_call_s + 0.05, f"recognition {early_call_s:.3f} -> {late_call_s:.3f} s"
+    assert late_call_s < 10 * early_call_s + 0.2, f"recognition {early_call_s:.3f} -> {late_call_s:.3f} s"

@@ -84,3 +84,10 @@ def test_every_key_in_project_config_is_commented():
         stripped = line.strip()
         if stripped and not stripped.startswith("#") and not stripped.endswith(":"):
             assert lines[number - 1].strip().startswith("#"), f"no comment above: {line!r}"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_numbers_are_refused(tmp_path, value):
+    config = write_config(tmp_path, "{}\n")
+    with pytest.raises(SettingsError, match="finite number"):
+        load_settings(config, environ={"INPUT_SEGMENT_S": value})

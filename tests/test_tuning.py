@@ -38,7 +38,7 @@ def _check_report_structure(report: dict) -> None:
     assert runs["sweep"] and runs["refine"]
     for run in [runs["baseline"], *runs["sweep"], *runs["refine"]]:
         assert run["total_s"] > 0 and run["per_file_s"] > 0
-        assert run["status"] in ("ok", "oom", "error")
+        assert run["status"] in ("ok", "oom", "unformed", "error")
     assert report["columns"] == TABLE_COLUMNS
     assert len(report["table"]) == 1 + len(runs["sweep"]) + len(runs["refine"])
     assert report["recommended"] in _ok_sizes(report)
@@ -298,3 +298,26 @@ def test_ui_endpoint_tunes_applies_and_saves(engine, reference_wavs, tmp_path, m
         assert [b for a, b in zip(before, after, strict=True) if a != b] == ["batch_size: 5"]
     finally:
         demo.close()
+
+
+def test_an_unreadable_second_file_is_refused_up_front(engine, reference_wavs, tmp_path):
+    junk = tmp_path / "notes.wav"
+    junk.write_text("not audio " * 100)
+    with pytest.raises(WizardError, match="notes.wav: not a readable audio file"):
+        run_wizard(engine, [reference_wavs[0], junk], sizes=[2])
+
+
+def test_a_size_that_never_formed_is_not_recommended(engine, reference_wavs):
+    """Two copies cannot form a batch of 4: that size is recorded as unformed, never chosen."""
+    report = run_wizard(engine, [reference_wavs[0]], sizes=[2, 4], copies=2, repeats=1)
+    by_size = {r.batch_size: r for r in report.sweep}
+    assert by_size[4].status == "unformed" and "no batch of 4 formed" in by_size[4].message
+    assert report.recommended in (1, 2)
+
+
+def test_save_refuses_a_size_the_server_would_refuse(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("# comment\nbatch_size: 4\n", encoding="utf-8")
+    with pytest.raises(ConfigWriteError, match="<= 512"):
+        write_batch_size(config, 1000)
+    assert config.read_text(encoding="utf-8") == "# comment\nbatch_size: 4\n"

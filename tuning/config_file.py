@@ -18,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from asr.settings import SettingsError, coerce
+
 log = logging.getLogger(__name__)
 
 # `batch_size: 4`, `batch_size: "4"  # comment`; the key at column 0, i.e. top level.
@@ -68,9 +70,12 @@ def _parse(text: str, path: Path) -> dict:
 
 def write_batch_size(path: str | Path, size: int) -> SaveResult:
     """Set `batch_size: size` in the YAML file at `path` (created if missing), atomically."""
-    if isinstance(size, bool) or int(size) != size or size < 1:
-        raise ConfigWriteError(f"batch size must be a whole number of at least 1, got {size!r}")
-    size = int(size)
+    if isinstance(size, bool) or int(size) != size:
+        raise ConfigWriteError(f"batch size must be a whole number, got {size!r}")
+    try:
+        size = coerce("batch_size", int(size), "the batch size to save")  # config.yaml's own bounds
+    except SettingsError as exc:
+        raise ConfigWriteError(str(exc)) from None
     target = Path(path).expanduser().resolve()  # a symlinked config is updated, not replaced
     created = not target.exists()
     raw = "" if created else target.read_bytes().decode("utf-8")

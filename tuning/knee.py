@@ -82,7 +82,8 @@ def _problems(m: Measurement, best: Measurement, margin_pct: float,
     problems: list[str] = []
     unsafe = False
     if not m.ok:
-        problems.append("ran out of memory" if m.status == "oom" else "failed")
+        problems.append({"oom": "ran out of memory", "unformed": "never formed a batch that large"}
+                        .get(m.status, "failed"))
         return problems, True
     gain = improvement_pct(best.per_file_s, m.per_file_s)
     if gain + _EPSILON < margin_pct:

@@ -61,7 +61,7 @@ class RunRecord:
     files: int
     total_s: float
     per_file_s: float
-    status: str  # "ok", "oom" (the engine backed off or torch raised out-of-memory) or "error"
+    status: str  # "ok", "oom" (backed off / torch OOM), "unformed" (no batch that large formed) or "error"
     audio_s: float = 0.0
     peak_mb: float | None = None  # the figure the memory rule uses (see WizardReport.memory_source)
     memory_pct: float | None = None  # peak_mb as a share of memory_total_mb
@@ -339,6 +339,14 @@ class _Wizard:
                                f"time(s) to smaller batches")
                 elif failed:
                     status, message = "error", f"{failed[0].file}: {failed[0].error}"
+                else:
+                    formed = max(r.batch_size for r in run.results)
+                    if formed < size:
+                        # Too few inputs of similar length: its time and memory are those of a
+                        # smaller batch, so this size must not be recommended on them.
+                        status = "unformed"
+                        message = (f"no batch of {size} formed (largest {formed}; "
+                                   f"{len(inputs)} input(s))")
         record = RunRecord(step, size, len(inputs), elapsed, elapsed / max(1, len(inputs)), status,
                            audio_s=audio_s, backoffs=backoffs, repeat=repeat, message=message)
         watch.fill(record, self.memory_total_mb)
@@ -417,8 +425,8 @@ class _Wizard:
             i += 1
             if not record.ok or over_limit(record.measurement(), self.memory_limit_pct):
                 # Larger batches need more memory: trying them would only fail again, slowly.
-                why = "ran out of memory" if record.status == "oom" else (
-                    "failed" if not record.ok else f"used {record.memory_pct:.0f}% of memory")
+                why = {"oom": "ran out of memory", "unformed": "never formed a batch that large"}.get(
+                    record.status, "failed" if not record.ok else f"used {record.memory_pct:.0f}% of memory")
                 if i < len(sizes):
                     self.notes.append(f"sizes above {size} were not tried: {size} {why}")
                 break
@@ -469,6 +477,10 @@ def run_wizard(engine, files: Sequence[str | Path], sizes: Sequence[int] | None 
     for path in paths:
         if not path.is_file():
             raise WizardError(f"file not found: {path}")
+        try:
+            _duration_s(path)  # every file readable before minutes of measuring, not after
+        except audio_io.AudioError as exc:
+            raise WizardError(f"{path.name}: {exc}") from None
     chosen_sizes = _parse_sizes(tuning.sizes if sizes is None else sizes)
     copies = int(tuning.copies if copies is None else copies)
     repeats = int(tuning.repeats if repeats is None else repeats)
