@@ -13,7 +13,7 @@ import argparse
 import logging
 import sys
 
-from asr.console import settings_for_command
+from asr.console import add_engine_flags, engine_overrides, settings_for_command
 
 log = logging.getLogger("launch")
 
@@ -24,26 +24,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="listen on all interfaces (0.0.0.0) instead of 127.0.0.1")
     parser.add_argument("--host", help="address to listen on (default from config: server.host)")
     parser.add_argument("--port", type=int, help="port to listen on (default 7860)")
-    parser.add_argument("--model", help="ModelScope id, local model directory, or random:tiny|large")
-    parser.add_argument("--batch-size", type=int, help="default files per model call")
-    parser.add_argument("--fp16", action="store_true", default=None, help="half precision on CUDA")
-    parser.add_argument("--int8", action="store_true", default=None,
-                     help="CPU: int8 linear layers (faster; tokens may differ from fp32)")
-    parser.add_argument("--preload-audio", action="store_true", default=None,
-                        help="decode and extract features on worker threads ahead of the model")
-    parser.add_argument("--device", help="auto, cuda or cpu")
-    parser.add_argument("--config", help="config.yaml to read (default: the project's)")
+    add_engine_flags(parser)
     return parser.parse_args(argv)
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict:
     """The flags that were given; None means "not given" and leaves config.yaml/env in charge."""
     host = "0.0.0.0" if args.listen else args.host
-    return {
-        "model": args.model, "batch_size": args.batch_size, "fp16": args.fp16, "int8": args.int8,
-        "preload_audio": args.preload_audio, "device": args.device,
-        "server.host": host, "server.port": args.port,
-    }
+    return {**engine_overrides(args), "server.host": host, "server.port": args.port}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 
-from .console import ProgressBar, settings_for_command
+from .console import ProgressBar, add_engine_flags, engine_overrides, settings_for_command
 
 log = logging.getLogger("asr.cli")
 
@@ -20,16 +20,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("transcribe", help="recognise audio files")
     run.add_argument("files", nargs="+", help="audio files (wav, flac, mp3, ogg, m4a, aac, webm, ...)")
-    run.add_argument("--model", help="ModelScope id, local model directory, or random:tiny|large")
-    run.add_argument("--batch-size", type=int, help="files per model call")
+    add_engine_flags(run)
     run.add_argument("--hotwords", help="hotwords separated by spaces or commas")
-    run.add_argument("--device", help="auto, cuda or cpu")
-    run.add_argument("--fp16", action="store_true", default=None, help="half precision on CUDA")
-    run.add_argument("--int8", action="store_true", default=None,
-                     help="CPU: int8 linear layers (faster; tokens may differ from fp32)")
-    run.add_argument("--preload-audio", action="store_true", default=None,
-                     help="decode and extract features on worker threads ahead of the model")
-    run.add_argument("--config", help="config.yaml to read (default: the project's)")
     run.add_argument("--json", action="store_true", help="print a JSON list of results")
     run.add_argument("--quiet", action="store_true", help="log warnings only")
     return parser
@@ -37,10 +29,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = settings_for_command(args.config, {
-        "model": args.model, "batch_size": args.batch_size, "device": args.device,
-        "fp16": args.fp16, "int8": args.int8, "preload_audio": args.preload_audio,
-    }, quiet=args.quiet)
+    settings = settings_for_command(args.config, engine_overrides(args), quiet=args.quiet)
     if settings is None:
         return 2
 

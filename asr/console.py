@@ -5,6 +5,7 @@ stdout stays free for results (`--json`), so logs and progress both go to stderr
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from collections.abc import Mapping
@@ -21,6 +22,31 @@ def configure_logging(level_name: str, quiet: bool = False) -> None:
     which would silently turn our level and format into a no-op."""
     level = logging.WARNING if quiet else getattr(logging, level_name)
     logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr, force=True)
+
+
+_ENGINE_FLAGS = ("model", "device", "fp16", "int8", "preload_audio", "batch_size")
+
+
+def add_engine_flags(parser: argparse.ArgumentParser, batch_size: bool = True) -> None:
+    """The flags every command shares for choosing and shaping the engine (and --config).
+
+    On/off flags default to None, meaning "not given": config.yaml and the environment decide.
+    """
+    parser.add_argument("--model", help="ModelScope id, local model directory, or random:tiny|large")
+    parser.add_argument("--device", help="auto, cuda or cpu")
+    if batch_size:
+        parser.add_argument("--batch-size", type=int, help="files (or long-file segments) per model call")
+    parser.add_argument("--fp16", action="store_true", default=None, help="half precision on CUDA")
+    parser.add_argument("--int8", action="store_true", default=None,
+                        help="CPU: int8 linear layers (faster; tokens may differ from fp32)")
+    parser.add_argument("--preload-audio", action="store_true", default=None,
+                        help="decode and extract features on worker threads ahead of the model")
+    parser.add_argument("--config", help="config.yaml to read (default: the project's)")
+
+
+def engine_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Settings overrides from the flags `add_engine_flags` defined (None: not given)."""
+    return {name: getattr(args, name, None) for name in _ENGINE_FLAGS}
 
 
 def settings_for_command(config: str | Path | None, overrides: Mapping[str, Any],

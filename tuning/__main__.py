@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from asr.console import ProgressBar, add_engine_flags, engine_overrides, settings_for_command
+
 
 def _sizes(text: str) -> list[int]:
     try:
@@ -45,10 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=_positive, help="runs per size in the refine step")
     parser.add_argument("--margin", type=float, help="percent a larger batch must save per file")
     parser.add_argument("--memory-limit", type=float, help="highest safe peak memory, percent of total")
-    parser.add_argument("--model", help="ModelScope id, local model directory, or random:tiny|large")
-    parser.add_argument("--device", help="auto, cuda or cpu")
-    parser.add_argument("--fp16", action="store_true", default=None, help="half precision on CUDA")
-    parser.add_argument("--config", help="config.yaml to read (default: the project's)")
+    add_engine_flags(parser, batch_size=False)  # the batch size is what the wizard finds
     parser.add_argument("--json", metavar="OUT", help="write the full report as JSON to OUT ('-': stdout)")
     parser.add_argument("--save", action="store_true",
                         help="write the recommended batch_size into the config file, keeping its comments")
@@ -59,14 +58,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    from asr.console import ProgressBar, settings_for_command
 
     missing = [f for f in args.files if not Path(f).is_file()]
     if missing:
         parser.error(f"file not found: {', '.join(missing)}")
-    settings = settings_for_command(args.config, {
-        "model": args.model, "device": args.device, "fp16": args.fp16,
-    }, quiet=args.quiet)
+    settings = settings_for_command(args.config, engine_overrides(args), quiet=args.quiet)
     if settings is None:
         return 2
 
