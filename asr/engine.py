@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from .gpu import release_cached_memory
 from .hotwords import parse_hotwords
 from .model import LoadedModel, load_model, quantize_int8
 from .pipeline import PreloadPipeline, Prepared, run_inline
-from .recognizer import BatchTimings, Recognizer
+from .recognizer import BatchTimings, Decoded, Recognizer
 from .results import Result, RunStats, Transcription, join_text
 from .segment import split_points
 from .settings import Settings, coerce
@@ -54,6 +54,18 @@ class _Unit:
     item: Prepared
     segment: int
     feats: torch.Tensor
+
+
+@dataclass
+class _FileProgress:
+    """A file whose segments are still in flight: what its Result will be assembled from."""
+
+    item: Prepared
+    decoded: dict[int, Decoded | None] = field(default_factory=dict)  # segment -> result (None: failed)
+    model_s: float = 0.0  # its share of the model time of every batch it rode in
+    batch: int = 0  # the largest batch any of its segments ran in
+    backed_off: bool = False
+    error: str | None = None
 
 
 class Engine:
@@ -302,11 +314,10 @@ class _BatchScheduler:
         self.results = results
         self.report = report
         self.pending: list[_Unit] = []
-        self.partial: dict[int, dict] = {}
+        self.partial: dict[int, _FileProgress] = {}
 
     def add(self, item: Prepared) -> None:
-        self.partial[item.index] = {"item": item, "decoded": {}, "model_s": 0.0,
-                                    "batch": 0, "backed_off": False, "error": None}
+        self.partial[item.index] = _FileProgress(item)
         for number, feats in enumerate(item.segments):
             self.pending.append(_Unit(item, number, feats))
         while len(self.pending) >= self.size * POOL_BATCHES:
@@ -364,7 +375,7 @@ class _BatchScheduler:
                 self.stats.backoffs += 1
                 self.size = min(self.size, half)  # later batches of this run start smaller
                 for unit in batch:
-                    self.partial[unit.item.index]["backed_off"] = True
+                    self.partial[unit.item.index].backed_off = True
                 queue = [batch[i:i + half] for i in range(0, len(batch), half)] + queue
                 continue
             elapsed = time.perf_counter() - t0
@@ -374,23 +385,23 @@ class _BatchScheduler:
             frames = sum(u.feats.shape[0] for u in batch)
             for unit, result in zip(batch, decoded, strict=True):
                 entry = self.partial[unit.item.index]
-                entry["decoded"][unit.segment] = result
-                entry["model_s"] += elapsed * unit.feats.shape[0] / frames
-                entry["batch"] = max(entry["batch"], len(batch))
+                entry.decoded[unit.segment] = result
+                entry.model_s += elapsed * unit.feats.shape[0] / frames
+                entry.batch = max(entry.batch, len(batch))
                 self._maybe_finish(unit.item.index)
 
     def _fail(self, unit: _Unit, message: str) -> None:
         entry = self.partial[unit.item.index]
-        entry["error"] = message
-        entry["decoded"][unit.segment] = None
+        entry.error = message
+        entry.decoded[unit.segment] = None
         self._maybe_finish(unit.item.index)
 
     def _maybe_finish(self, index: int) -> None:
         entry = self.partial[index]
-        item: Prepared = entry["item"]
-        if len(entry["decoded"]) < len(item.segments):
+        item = entry.item
+        if len(entry.decoded) < len(item.segments):
             return
-        pieces = [entry["decoded"][n] for n in range(len(item.segments))]
+        pieces = [entry.decoded[n] for n in range(len(item.segments))]
         ok = [p for p in pieces if p is not None]
         tokens = [t for p in ok for t in p.token_ids]
         weights = [max(1, len(p.token_ids)) for p in ok]
@@ -399,9 +410,9 @@ class _BatchScheduler:
         self.results[index] = Result(
             file=item.name, text=functools.reduce(join_text, (p.text for p in ok), ""),
             confidence=round(confidence, 4), duration_s=item.duration_s, decode_s=item.decode_s,
-            features_s=item.features_s, model_s=entry["model_s"], batch_size=entry["batch"],
-            backed_off=entry["backed_off"], cache_hit=item.cache_hit, token_ids=tokens,
-            error=entry["error"],
+            features_s=item.features_s, model_s=entry.model_s, batch_size=entry.batch,
+            backed_off=entry.backed_off, cache_hit=item.cache_hit, token_ids=tokens,
+            error=entry.error,
         )
         del self.partial[index]
         self.report.done(item.name)
