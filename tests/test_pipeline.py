@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pytest
 import soundfile
 import torch
 from conftest import speechlike, tiny_settings
@@ -79,3 +80,12 @@ def test_pipeline_benchmark_command_smoke(tmp_path, loaded_tiny):
     report = json.loads(out.read_text())
     assert set(report["preload"]["summary"]) >= {"off", "on", "wall_ratio_off_over_on"}
     assert report["cache"]["repeat"]["cache_hits"] == 2
+
+
+def test_queue_budget_estimates_match_real_feature_sizes(engine, clip_dir):
+    """The byte cap is enforced on estimates; they must track the real feature sizes closely."""
+    for path in sorted(clip_dir.glob("*.wav")):
+        job = engine._job(0, path, use_cache=False)  # noqa: SLF001 - the estimate under test
+        prepared = engine._prepare(job)  # noqa: SLF001
+        assert prepared.error is None
+        assert engine._estimate_bytes(job) == pytest.approx(prepared.nbytes, rel=0.05)  # noqa: SLF001
