@@ -75,7 +75,10 @@ class Engine:
         self.settings = settings
         cache_dir = settings.resolve_path(settings.cache_dir)
         self.loaded = loaded or load_model(settings.model, settings.device, cache_dir,
-                                           settings.cpu_threads)
+                                           settings.cpu_threads, settings.cpu_gemm)
+        if loaded is not None and loaded.device.type == "cpu" and loaded.cpu_gemm != settings.cpu_gemm:
+            log.warning("cpu_gemm=%s, but the shared model was loaded with %s kernels; it keeps them",
+                        settings.cpu_gemm, loaded.cpu_gemm)
         self.features = FeatureExtractor(self.loaded.frontend)
         fp16 = settings.fp16
         if fp16 and self.loaded.device.type != "cuda":
@@ -91,9 +94,11 @@ class Engine:
         if self.int8:
             model = quantize_int8(model)
             log.info("int8: linear layers quantised (dynamic); tokens may differ from fp32")
+        threads = settings.cpu_threads or self.loaded.threads
         self.recognizer = Recognizer(
             model, self.loaded.tokenizer, self.loaded.frontend, self.loaded.device,
             fp16=fp16, simulate_oom_frames=settings.simulate_oom_frames,
+            threads=threads, lanes=settings.cpu_lanes or threads,
         )
         fc = settings.feature_cache
         self.cache = FeatureCache(
@@ -104,8 +109,13 @@ class Engine:
         self.default_batch_size = settings.batch_size
         self._model_lock = threading.Lock()
         precision = "int8" if self.int8 else "fp16" if fp16 else "fp32"
-        log.info("engine ready on %s (%s, %d CPU threads): %s", self.loaded.device, precision,
-                 torch.get_num_threads(), settings.summary())
+        lanes = self.recognizer.lanes
+        kernels = "int8" if self.int8 else self.loaded.cpu_gemm
+        cpu = (f", {threads} CPU threads, {kernels} linears"
+               + (f", up to {lanes} files side by side" if lanes > 1 else "")
+               if self.loaded.device.type == "cpu" else "")
+        log.info("engine ready on %s (%s%s): %s", self.loaded.device, precision, cpu,
+                 settings.summary())
 
     # ---- public API -------------------------------------------------------------------------
 
@@ -152,8 +162,10 @@ class Engine:
         else:
             items = run_inline(self._prepare, ordered)
 
-        scheduler = _BatchScheduler(self, size, hotword_ids, stats, results, report,
-                                    self.settings.padding_limit_pct / 100.0)
+        # Side-by-side CPU batches are never padded, so any lengths may share one.
+        padding_limit = (self.settings.padding_limit_pct / 100.0 if self.recognizer.pads_batches
+                         else float("inf"))
+        scheduler = _BatchScheduler(self, size, hotword_ids, stats, results, report, padding_limit)
         try:
             while True:
                 waited = time.perf_counter()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from .cpu_kernels import onednn_linear_works, use_onednn_linears
 from .random_model import ensure_random_model, is_random_spec
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ class LoadedModel:
     dtype: str
     parameters: int
     load_s: float
+    threads: int = 1  # torch CPU threads the model was loaded with
+    cpu_gemm: str = "torch"  # what runs its linear layers on a CPU: "onednn" or torch's default
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -129,7 +132,8 @@ def import_funasr():
     return funasr
 
 
-def load_model(spec: str, device: str, cache_dir: Path, cpu_threads: int) -> LoadedModel:
+def load_model(spec: str, device: str, cache_dir: Path, cpu_threads: int,
+               cpu_gemm: str = "onednn") -> LoadedModel:
     AutoModel = import_funasr().AutoModel
 
     started = time.perf_counter()
@@ -151,11 +155,19 @@ def load_model(spec: str, device: str, cache_dir: Path, cpu_threads: int) -> Loa
         )
     torch.set_num_threads(threads)
     model.eval()
+    gemm = "torch"
+    if target.type == "cpu" and cpu_gemm == "onednn":
+        if onednn_linear_works():
+            gemm = "onednn"
+            log.info("oneDNN kernels for %d linear layers", use_onednn_linears(model))
+        else:
+            log.warning("cpu_gemm=onednn, but this torch build cannot run oneDNN linears; using torch's")
     parameters = sum(p.numel() for p in model.parameters())
     loaded = LoadedModel(
         spec=spec, directory=directory, model=model, tokenizer=kwargs["tokenizer"],
         frontend=kwargs["frontend"], device=target, dtype=str(next(model.parameters()).dtype),
-        parameters=parameters, load_s=time.perf_counter() - started,
+        parameters=parameters, load_s=time.perf_counter() - started, threads=threads,
+        cpu_gemm=gemm,
     )
     log.info("model ready: %.1f M parameters, %s, %d CPU threads, %.1f s",
              parameters / 1e6, target, threads, loaded.load_s)
@@ -173,7 +185,8 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
 
     torch's dynamic quantisation stores weights as int8 once and quantises each activation
     tensor on the fly with a scale taken from that whole tensor, so in a padded batch a file's
-    tokens can depend on its batch mates: the padding-invariance guarantee holds for fp32 only.
+    tokens can depend on its batch mates. Side-by-side CPU batches (cpu_lanes) run each file
+    alone, so there batching leaves int8 tokens alone too; with cpu_lanes=1 it does not.
     The encoder's linears are about three quarters of the model's work on CPU.
     """
     with warnings.catch_warnings():

@@ -6,13 +6,21 @@ encoder output at padded frames (its tail step and its kernel-3 convolution both
 padded frame), so a file's tokens depend on its batch mates. Running the predictor per file on
 the unpadded slice of the batched encoder output makes log-probs bit-identical to a batch of one
 (measured: 0 of 48 files changed; see DESIGN.md); the encoder and decoder already mask padding.
+
+On a CPU a batch need not be padded at all: padding costs as much as speech there, and the model's
+matrices are too small to split well across threads (2 threads ran 1.67x one thread on the bench
+machine). So with `lanes > 1` a CPU batch runs its files side by side instead, each alone on its
+share of the threads, which is bit-identical to a batch of one by construction.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, fields
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -39,24 +47,44 @@ class BatchTimings:
     decoder_s: float = 0.0
     postprocess_s: float = 0.0
 
+    @property
+    def total_s(self) -> float:
+        return sum(getattr(self, f.name) for f in fields(self))
+
+    def add_scaled(self, other: BatchTimings, scale: float) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name) * scale)
+
 
 class SimulatedOutOfMemory(torch.OutOfMemoryError):
     """torch's own OOM type, raised by the CPU-testable memory budget (simulate_oom_frames)."""
 
 
 class Recognizer:
-    """Runs padded batches; stateless between calls apart from the model itself."""
+    """Runs batches; stateless between calls apart from the model itself.
+
+    Not re-entrant: the engine calls it under its model lock. `threads` is the CPU thread budget
+    of one call; `lanes` how many files of a CPU batch may run side by side (1: padded batches).
+    """
 
     def __init__(self, model: torch.nn.Module, tokenizer, frontend, device: torch.device,
-                 fp16: bool = False, simulate_oom_frames: int = 0):
+                 fp16: bool = False, simulate_oom_frames: int = 0, threads: int = 1, lanes: int = 1):
         self.model = model
         self.tokenizer = tokenizer
         self.frontend = frontend
         self.device = device
         self.fp16 = fp16 and device.type == "cuda"
         self.simulate_oom_frames = simulate_oom_frames
+        self.threads = max(1, threads)
+        self.lanes = max(1, min(lanes, self.threads)) if device.type == "cpu" else 1
+        self._lane_pool: ThreadPoolExecutor | None = None
         self._special = {model.blank_id, model.sos, model.eos}
         self.masks_skipped = skip_full_attention_masks(model.encoder)
+
+    @property
+    def pads_batches(self) -> bool:
+        """False when batches run side by side, so the scheduler need not limit their padding."""
+        return self.lanes == 1
 
     def hotword_list(self, words: list[str]) -> list[list[int]] | None:
         """Token ids per hotword plus FunASR's trailing <s> entry, via FunASR's own splitter."""
@@ -90,6 +118,63 @@ class Recognizer:
         """Features of one batch (any lengths) -> one Decoded per file, in the same order."""
         timings = timings or BatchTimings()
         self._check_budget(feats)
+        lanes = min(self.lanes, len(feats))
+        if lanes > 1:
+            return self._side_by_side(feats, hotwords, timings, lanes)
+        if self.device.type == "cpu":
+            torch.set_num_threads(self.threads)  # this thread's count; see _side_by_side
+        return self._padded(feats, hotwords, timings)
+
+    def _side_by_side(self, feats: list[torch.Tensor], hotwords: list[list[int]] | None,
+                      timings: BatchTimings, lanes: int) -> list[Decoded]:
+        """Each file alone, `lanes` at a time, longest first so the lanes finish together.
+
+        torch's thread count is per calling thread (OpenMP and MKL both keep it thread-locally),
+        so each lane sets its own share; the caller's count is set again afterwards because torch
+        also keeps the last value set as the default for threads it has not seen yet.
+        A failure stops the lanes from taking more files and is re-raised once all have stopped,
+        so the engine's one-by-one retry sees a quiet model.
+        """
+        if self._lane_pool is None:
+            self._lane_pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="asr-lane")
+        per_lane = max(1, self.threads // lanes)
+        todo = iter(sorted(range(len(feats)), key=lambda i: -feats[i].shape[0]))
+        todo_lock = threading.Lock()
+        failed = threading.Event()
+        decoded: list[Decoded | None] = [None] * len(feats)
+        lane_timings = [BatchTimings() for _ in range(lanes)]
+
+        def lane(number: int) -> None:
+            torch.set_num_threads(per_lane)
+            while not failed.is_set():
+                with todo_lock:
+                    index = next(todo, None)
+                if index is None:
+                    return
+                try:
+                    decoded[index] = self._padded([feats[index]], hotwords, lane_timings[number])[0]
+                except BaseException:
+                    failed.set()
+                    raise
+
+        started = time.perf_counter()
+        try:
+            futures = [self._lane_pool.submit(lane, n) for n in range(lanes)]
+            wait(futures)
+            for future in futures:
+                future.result()  # the first lane's failure, if any
+        finally:
+            torch.set_num_threads(self.threads)
+        # Stage times overlap across lanes: share the batch's wall time out in their proportions.
+        busy = sum(t.total_s for t in lane_timings)
+        scale = (time.perf_counter() - started) / busy if busy else 0.0
+        for lane_timing in lane_timings:
+            timings.add_scaled(lane_timing, scale)
+        assert all(d is not None for d in decoded), "every lane ended without an error"
+        return decoded  # type: ignore[return-value]
+
+    def _padded(self, feats: list[torch.Tensor], hotwords: list[list[int]] | None,
+                timings: BatchTimings) -> list[Decoded]:
         clock = _Clock(self._sync)
         model = self.model
         with torch.inference_mode(), self._autocast():
@@ -198,8 +283,6 @@ def _is_cif_v3(predictor: torch.nn.Module) -> bool:
 
 class _Clock:
     def __init__(self, sync):
-        import time
-
         self._now = time.perf_counter
         self._sync = sync
         self._last = self._now()

@@ -102,6 +102,8 @@ class Settings:
     int8: bool = False
     padding_limit_pct: float = field(default=10.0, metadata={"min": 0.0, "max": 1000.0})
     cpu_threads: int = field(default=0, metadata=_at_least(0))
+    cpu_lanes: int = field(default=0, metadata=_at_least(0))
+    cpu_gemm: str = field(default="onednn", metadata=_choice("onednn", "torch"))
     preload_audio: bool = False
     simulate_oom_frames: int = field(default=0, metadata=_at_least(0))
     log_level: str = field(default="INFO", metadata=_choice("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -125,7 +127,7 @@ class Settings:
 
     def summary(self) -> str:
         keys = ("model", "device", "batch_size", "fp16", "int8", "preload_audio", "feature_cache.enable",
-                "cpu_threads")
+                "cpu_threads", "cpu_lanes", "cpu_gemm")
         flat = self.flat()
         return ", ".join(f"{key}={flat[key]}" for key in keys)
 

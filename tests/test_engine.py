@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 
 import numpy as np
 import pytest
@@ -20,22 +21,29 @@ def mixed_files(clip_dir, reference_wavs):
     return sorted(clip_dir.glob("*.wav")) + list(reference_wavs)
 
 
+def padded(engine: Engine, **overrides) -> Engine:
+    """An engine sharing `engine`'s model that pads CPU batches as a GPU does (cpu_lanes=1)."""
+    return Engine(tiny_settings(cpu_lanes=1, **overrides), loaded=engine.loaded)
+
+
 @pytest.fixture(scope="module")
 def padded_engine(engine):
     """Padding limit lifted so that batches of very different lengths really form."""
-    return Engine(tiny_settings(padding_limit_pct=1000), loaded=engine.loaded)
+    return padded(engine, padding_limit_pct=1000)
 
 
-def test_padding_invariance_over_batch_sizes_and_orders(padded_engine, mixed_files):
-    """A file alone and inside any padded batch gives the same tokens (fp32)."""
-    engine = padded_engine
+@pytest.mark.parametrize("mode", ["padded", "side by side"])
+def test_batching_never_changes_tokens(engine, padded_engine, mixed_files, mode):
+    """A file alone and inside any batch gives the same tokens (fp32), padded or side by side."""
+    batched = padded_engine if mode == "padded" else engine
+    assert batched.recognizer.pads_batches == (mode == "padded")
     alone = {p.name: engine.transcribe([p], batch_size=1)[0] for p in mixed_files}
     assert all(r.ok and r.token_ids for r in alone.values())
     shuffled = list(mixed_files)
     random.Random(7).shuffle(shuffled)
     for size in range(2, 9):
         for order in (mixed_files, shuffled):
-            results = engine.transcribe(order, batch_size=size)
+            results = batched.transcribe(order, batch_size=size)
             assert max(r.batch_size for r in results) == size
             for path, result in zip(order, results, strict=True):
                 assert result.token_ids == alone[path.name].token_ids, (path.name, size)
@@ -62,11 +70,11 @@ def test_batched_padding_does_change_funasr_predictor_output(engine, mixed_files
 def test_padding_limit_closes_batches_early(engine, clip_dir):
     """Sorted longest first, a 1.2 s clip never rides along padded to 11.8 s."""
     files = sorted(clip_dir.glob("*.wav"))
-    strict = Engine(tiny_settings(padding_limit_pct=10), loaded=engine.loaded)
+    strict = padded(engine, padding_limit_pct=10)
     run = strict.run(files, batch_size=8)
     assert run.stats.batches > 1
     assert all(r.batch_size < 8 for r in run.results)
-    loose = Engine(tiny_settings(padding_limit_pct=1000), loaded=engine.loaded).run(files, batch_size=8)
+    loose = padded(engine, padding_limit_pct=1000).run(files, batch_size=8)
     assert loose.stats.batches == 1
     assert [r.token_ids for r in run.results] == [r.token_ids for r in loose.results]
 
@@ -181,8 +189,7 @@ def test_out_of_memory_backs_off_and_loses_nothing(engine, clip_dir):
     expected = {r.file: r.token_ids for r in engine.transcribe(files, batch_size=1)}
     # Budget: about two of the longest clips; a batch of 8 must back off twice.
     budget = 2 * max(engine.features.frames_per_second * r for r in [11.8]) + 5
-    tight = Engine(tiny_settings(simulate_oom_frames=int(budget), padding_limit_pct=1000),
-                   loaded=engine.loaded)
+    tight = padded(engine, simulate_oom_frames=int(budget), padding_limit_pct=1000)
     run = tight.run(files, batch_size=8)
     assert run.stats.backoffs >= 2
     assert all(r.ok for r in run.results)
@@ -220,7 +227,7 @@ def test_fast_predictor_is_bit_identical_to_funasr_calc_predictor(engine):
 def test_batches_group_similar_lengths(engine):
     """Three 12 s and three 3 s inputs, interleaved, make exactly two batches of three."""
     inputs = [(speechlike(seconds, seed=30 + i), 16000) for i, seconds in enumerate([12, 3, 12, 3, 3, 12])]
-    run = Engine(tiny_settings(padding_limit_pct=10), loaded=engine.loaded).run(inputs, batch_size=3)
+    run = padded(engine, padding_limit_pct=10).run(inputs, batch_size=3)
     assert run.stats.batches == 2
     assert [r.batch_size for r in run.results] == [3] * 6
 
@@ -305,3 +312,78 @@ def test_default_batch_size_keeps_config_bounds(engine):
         other.set_default_batch_size(1000)
     other.set_default_batch_size(16)
     assert other.default_batch_size == other.settings.batch_size == 16
+
+
+def test_a_failure_inside_a_lane_fails_only_that_input(engine, clip_dir, monkeypatch):
+    """A side-by-side batch stops its lanes on an error; the one-by-one retry isolates the culprit."""
+    files = sorted(clip_dir.glob("*.wav"))[:4]
+    expected = engine.transcribe(files, batch_size=1)
+    culprit_frames = engine.features(np.asarray(soundfile.read(files[2], dtype="float32")[0])).shape[0]
+    model = engine.loaded.model
+    real_encode = model.encode
+    threads_seen = []
+
+    def encode(speech, lengths):
+        threads_seen.append(threading.current_thread().name)
+        if speech.shape[1] == culprit_frames:
+            raise RuntimeError("simulated kernel failure")
+        return real_encode(speech, lengths)
+
+    monkeypatch.setattr(model, "encode", encode)
+    results = engine.transcribe(files, batch_size=4)
+    assert any(name.startswith("asr-lane") for name in threads_seen)
+    assert "recognition failed: RuntimeError: simulated kernel failure" in results[2].error
+    for i in (0, 1, 3):
+        assert results[i].ok and results[i].token_ids == expected[i].token_ids
+
+
+def test_lanes_split_the_threads_and_give_them_back(engine, clip_dir, monkeypatch):
+    """2 threads, 2 lanes: each lane runs on 1; the caller and threads torch meets later get 2 again."""
+    assert engine.recognizer.threads == 2 and engine.recognizer.lanes == 2
+    model = engine.loaded.model
+    real_encode = model.encode
+    seen = []
+
+    def encode(speech, lengths):
+        seen.append((threading.current_thread().name, torch.get_num_threads()))
+        return real_encode(speech, lengths)
+
+    monkeypatch.setattr(model, "encode", encode)
+    files = sorted(clip_dir.glob("*.wav"))
+    run = engine.run(files[:4], batch_size=4)
+    assert run.stats.batches == 1 and all(r.ok for r in run.results)
+    assert sorted(seen) == sorted([(name, 1) for name, _ in seen]) and len(seen) == 4
+    assert {name for name, _ in seen} <= {f"asr-lane_{n}" for n in range(2)}
+    assert torch.get_num_threads() == 2
+    fresh = []
+    thread = threading.Thread(target=lambda: fresh.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    assert fresh == [2]
+    seen.clear()
+    engine.transcribe(files[:1])
+    assert seen == [(threading.current_thread().name, 2)]  # a lone file keeps every thread
+
+
+def test_linear_layers_run_on_onednn_and_agree_with_torch(engine, reference_wavs):
+    """cpu_gemm=onednn: every linear goes through oneDNN; torch's own kernels give the same values."""
+    from asr.cpu_kernels import onednn_linear_works, uses_onednn
+    from asr.model import load_model
+
+    assert onednn_linear_works(), "this torch build should ship oneDNN on x86"
+    assert engine.loaded.cpu_gemm == "onednn" and uses_onednn(engine.loaded.model)
+    with torch.profiler.profile(acc_events=True) as prof:
+        engine.transcribe(reference_wavs[:1])
+    ops = {event.name for event in prof.events()}
+    assert "mkldnn::_linear_pointwise" in ops
+    assert "aten::addmm" not in ops and "aten::linear" not in ops
+
+    cache_dir = engine.settings.resolve_path(engine.settings.cache_dir)
+    plain = load_model("random:tiny", "cpu", cache_dir, 2, cpu_gemm="torch")
+    assert plain.cpu_gemm == "torch" and not uses_onednn(plain.model)
+    feats = engine.features(np.asarray(soundfile.read(reference_wavs[0], dtype="float32")[0]))[None]
+    lengths = torch.tensor([feats.shape[1]])
+    with torch.inference_mode():
+        fast = engine.loaded.model.encode(feats, lengths)[0]
+        slow = plain.model.encode(feats, lengths)[0]
+    assert torch.allclose(fast, slow, atol=1e-4)

@@ -9,6 +9,8 @@ shared machine hits all of them alike):
   C   this engine (asr.engine.Engine.run, feature cache off) at its default settings
   CW  this engine at the batch size the tuning wizard recommends for these files
   C8  this engine with the opt-in int8 CPU mode (`int8: true`); its token agreement with C is shown
+  CM  this engine with torch's own CPU kernels for its linear layers (`cpu_gemm: torch`), to show
+      what the oneDNN kernels of the default (`cpu_gemm: onednn`) are worth on this CPU
 Prints speed (x real time), RTF, peak memory, the ratios C/A, C/B, C/O and, per file, whether the
 token ids are identical. `--json OUT` writes everything, with versions, device and thread counts.
 Progress goes to stderr; the table to stdout.
@@ -34,7 +36,7 @@ from .bench_clips import describe, ensure_clips, prepare_real_files
 
 log = logging.getLogger("tuning.bench")
 
-VARIANTS = ("A", "B", "O", "O8", "C", "CW", "C8")
+VARIANTS = ("A", "B", "O", "O8", "C", "CW", "C8", "CM")
 DEFAULT_B_SIZES = {"cpu": [2, 4, 8], "cuda": [8, 16, 32]}
 FUNASR_ONNX_DEFAULT_BATCH = 1
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -44,10 +46,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 class RunSpec:
     """One timed configuration; each repeat of it is one worker process."""
 
-    label: str  # "A", "B@4", "O", "O8", "C", "CW", "C8"
+    label: str  # "A", "B@4", "O", "O8", "C", "CW", "C8", "CM"
     variant: str  # the worker's variant: A, B, C, O
     batch_size: int | None = None
     quantize: bool = False
+    settings: dict | None = None  # engine settings on top of config.yaml (C variants)
 
 
 def _variants(text: str) -> list[str]:
@@ -211,15 +214,20 @@ class Bench:
             specs.append(RunSpec("CW", "C", batch_size=self.wizard["recommended"]))
         if "C8" in chosen and self.device == "cpu":  # the engine refuses int8 on CUDA
             specs.append(RunSpec("C8", "C", quantize=True))
+        if "CM" in chosen and self.device == "cpu":  # cpu_gemm means nothing on CUDA
+            specs.append(RunSpec("CM", "C", settings={"cpu_gemm": "torch"}))
         return specs
 
-    def _job(self, spec_variant: str, batch_size: int | None = None, quantize: bool = False) -> dict:
+    def _job(self, spec_variant: str, batch_size: int | None = None, quantize: bool = False,
+             settings: dict | None = None) -> dict:
         job = {"variant": spec_variant, "model_dir": str(self.model_dir), "device": self.device,
                "files": [str(c.path) for c in self.clips], "warmup": [str(c.path) for c in self.warmup],
                "batch_size": batch_size, "config": self.args.config,
                "settings": {"fp16": True} if self.args.fp16 else {}}
         if spec_variant == "C" and quantize:
             job["settings"] = {**job["settings"], "int8": True}
+        if spec_variant == "C" and settings:
+            job["settings"] = {**job["settings"], **settings}
         if spec_variant == "O":
             job.update(onnx_dir=str(self.onnx.model_dir), quantize=quantize,
                        threads=self.args.onnx_threads)
@@ -227,7 +235,8 @@ class Bench:
 
     def _worker(self, job_extra: dict, name: str, spec: RunSpec | None = None) -> dict:
         job = self._job(spec.variant if spec else job_extra["variant"],
-                        spec.batch_size if spec else None, spec.quantize if spec else False)
+                        spec.batch_size if spec else None, spec.quantize if spec else False,
+                        spec.settings if spec else None)
         job.update(job_extra)
         job_path = self.run_dir / f"{name}.job.json"
         out_path = self.run_dir / f"{name}.out.json"
@@ -292,7 +301,7 @@ class Bench:
                     variants[name] = {"status": "unavailable", "reason": self.onnx_reason}
                 else:
                     variants[name] = bench_report.summarize_runs(self.raw[name], self.audio_s)
-        for name in ("C", "C8"):
+        for name in ("C", "C8", "CM"):
             if name in self.raw:
                 variants[name] = bench_report.summarize_runs(self.raw[name], self.audio_s)
         if "CW" in self.args.variants:
@@ -323,7 +332,7 @@ class Bench:
             "variants": variants,
             "ratios": bench_report.ratios(variants),
             "tokens": tokens,
-            "profile": {n: p for n in ("C", "CW", "C8") if n in variants
+            "profile": {n: p for n in ("C", "CW", "C8", "CM") if n in variants
                         and (p := bench_report.profile(variants[n])) is not None},
             "notes": self.notes,
             "run_dir": str(self.run_dir),

@@ -19,13 +19,14 @@ DESCRIPTIONS = {
     "C": "this engine, default settings (batch {size})",
     "CW": "this engine, wizard's batch size ({size})",
     "C8": "this engine, opt-in int8 on CPU (batch {size})",
+    "CM": "this engine, torch's own CPU linears (batch {size})",
 }
-ORDER = ("A", "B", "O", "O8", "C", "CW", "C8")
+ORDER = ("A", "B", "O", "O8", "C", "CW", "C8", "CM")
 # (variant, reference): token comparisons reported per file when both ran.
 COMPARISONS = (("C", "A"), ("C", "O"), ("C", "O8"), ("CW", "A"), ("B", "A"), ("O", "A"), ("O8", "O"),
-               ("C8", "C"))
-RATIO_SUBJECTS = ("C", "CW", "C8")
-RATIO_REFERENCES = ("A", "B", "O", "O8")
+               ("C8", "C"), ("CM", "A"), ("C", "CM"))
+RATIO_SUBJECTS = ("C", "CW", "C8", "CM")
+RATIO_REFERENCES = ("A", "B", "O", "O8", "CM")
 WIDTH = 62  # of the variant column
 PROFILE_STAGES = ("decode_s", "features_s", "wait_s", "encoder_s", "predictor_s", "decoder_s",
                   "postprocess_s")
@@ -107,7 +108,8 @@ def ratios(variants: dict[str, dict]) -> dict[str, float]:
     for subject in RATIO_SUBJECTS:
         for reference in RATIO_REFERENCES:
             a, b = variants.get(subject), variants.get(reference)
-            if a and b and a["status"] == b["status"] == "ok" and b["speed_x_realtime"] > 0:
+            if (subject != reference and a and b and a["status"] == b["status"] == "ok"
+                    and b["speed_x_realtime"] > 0):
                 out[f"{subject}/{reference}"] = round(a["speed_x_realtime"] / b["speed_x_realtime"], 3)
     return out
 
