@@ -7,10 +7,12 @@ padded frame), so a file's tokens depend on its batch mates. Running the predict
 the unpadded slice of the batched encoder output makes log-probs bit-identical to a batch of one
 (measured: 0 of 48 files changed; see DESIGN.md); the encoder and decoder already mask padding.
 
-On a CPU a batch need not be padded at all: padding costs as much as speech there, and the model's
-matrices are too small to split well across threads (2 threads ran 1.67x one thread on the bench
-machine). So with `lanes > 1` a CPU batch runs its files side by side instead, each alone on its
-share of the threads, which is bit-identical to a batch of one by construction.
+On a CPU a batch need not be padded at all: padding costs as much as speech there. With
+`lanes > 1` a CPU batch runs its files side by side instead, each alone on its share of the
+threads, which is bit-identical to a batch of one by construction (int8 included). Whole files
+split across cores at least as well as one file's matrices split across threads: on the 2-core
+bench machine MKL on 2 threads ran 1.7x its speed on 1, while one oneDNN thread already kept the
+core's vector units busy, so there side by side and padded ran alike.
 """
 
 from __future__ import annotations

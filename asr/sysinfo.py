@@ -42,10 +42,13 @@ class SystemInfo:
     gradio_version: str
     gpu: GpuMemory
     cpu_count: int
-    torch_threads: int
+    torch_threads: int  # the engine's CPU thread budget per model call
     ram_total_mb: float
     ram_available_mb: float
     process_rss_mb: float
+    cpu_gemm: str = "torch"  # what runs the linear layers on a CPU
+    cpu_lanes: int = 1  # files a CPU batch runs side by side (1: padded batches)
+    int8: bool = False
     feature_cache: dict[str, Any] = field(default_factory=dict)
     preload_audio: bool = False
     preload_workers: int = 0
@@ -64,7 +67,8 @@ class SystemInfo:
             ("Model path", self.model_path),
             ("Parameters", f"{self.parameters / 1e6:.1f} M ({self.parameters:,})"),
             ("Device", self.device),
-            ("Precision", f"{self.dtype}{' + fp16 autocast' if self.fp16 else ''}"),
+            ("Precision", f"{self.dtype}{' + fp16 autocast' if self.fp16 else ''}"
+                          f"{' + int8 linears (dynamic)' if self.int8 else ''}"),
             ("Default batch size", str(self.default_batch_size)),
             ("Python / torch", f"{self.python_version} / {self.torch_version}"),
             ("CUDA (torch build) / available",
@@ -98,6 +102,12 @@ class SystemInfo:
             cache_text = "off"
         rows += [
             ("CPU cores / torch threads", f"{self.cpu_count} / {self.torch_threads}"),
+        ]
+        if self.device == "cpu":
+            lanes = (f"up to {self.cpu_lanes} files side by side, {self.torch_threads // self.cpu_lanes} "
+                     "thread(s) each" if self.cpu_lanes > 1 else "padded batches")
+            rows.append(("CPU batches", f"{lanes}; linear layers on {self.cpu_gemm}"))
+        rows += [
             ("RAM", f"{self.ram_available_mb:,.0f} MB available of {self.ram_total_mb:,.0f} MB; "
                     f"this process uses {self.process_rss_mb:,.0f} MB"),
             ("Feature cache", cache_text),
@@ -172,7 +182,11 @@ def gather(engine: Engine) -> SystemInfo:
         gradio_version=_version("gradio"),
         gpu=gpu_memory(loaded.device if loaded.device.type == "cuda" else None),
         cpu_count=_cpu_count(),
-        torch_threads=torch.get_num_threads(),
+        # Not torch.get_num_threads(): that is the calling thread's count (a Gradio worker's here).
+        torch_threads=engine.recognizer.threads,
+        cpu_gemm="int8" if engine.int8 else loaded.cpu_gemm,
+        cpu_lanes=engine.recognizer.lanes,
+        int8=bool(engine.int8),
         ram_total_mb=total_mb,
         ram_available_mb=available_mb,
         process_rss_mb=process_rss_mb(),

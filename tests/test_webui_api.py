@@ -201,6 +201,12 @@ def test_system_info(client, served):
     if not torch.cuda.is_available():
         assert figures["released_mb"] == 0.0
         assert "no NVIDIA GPU" in table
+        # The engine's thread budget, not the Gradio worker thread's own torch count.
+        engine = served["engine"]
+        assert figures["torch_threads"] == engine.recognizer.threads
+        assert figures["cpu_lanes"] == engine.recognizer.lanes
+        assert figures["cpu_gemm"] == engine.loaded.cpu_gemm
+        assert f"| CPU batches | up to {engine.recognizer.lanes} files side by side" in table
 
 
 class ProgressRecorder:
