@@ -4,13 +4,15 @@ torch sends an fp32 `nn.Linear` to MKL on x86 builds, and MKL picks its kernels 
 on AMD CPUs it runs its AVX2 code even where the CPU has AVX-512. oneDNN, which torch also ships,
 picks by instruction set. On the 2-core AMD EPYC (Zen 5) bench machine, single-threaded, on the
 encoder's shapes: MKL 114 GFLOP/s, oneDNN 255 (1000 x 512 @ 512 x 2048); 81 against 121 on the
-decoder's few-row shapes. Linear layers are about three quarters of the model's CPU time, so the
-whole model ran about 1.6x faster (`python -m tuning.bench`, variant C against CM).
+decoder's few-row shapes. Linear layers took three quarters of the model's CPU time with MKL
+(torch.profiler over the bench clips), and the whole model ran 1.5-1.6x faster
+(`python -m tuning.bench`, variant C against CM).
 
 The two libraries sum in different orders, so outputs differ in the last bits (about 3e-6 on
-the layer above); the bench reports whether that moved any token against FunASR's own run. Within
-this engine one kernel serves every call, so batching still cannot change a transcript: rows of a
-oneDNN product do not depend on how many rows share it (a test checks padded batches).
+the layer above); the bench reports whether that moved any token against FunASR's own run (it
+moved none of 12 files). oneDNN also blocks its sums differently below about 96 rows, so in a
+padded batch a short file's log-probs can differ from a run alone in the last bits, as MKL's do
+below about 8 rows; the engine's batching tests compare tokens, which stayed identical.
 """
 
 from __future__ import annotations

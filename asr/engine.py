@@ -98,7 +98,9 @@ class Engine:
         self.recognizer = Recognizer(
             model, self.loaded.tokenizer, self.loaded.frontend, self.loaded.device,
             fp16=fp16, simulate_oom_frames=settings.simulate_oom_frames,
-            threads=threads, lanes=settings.cpu_lanes or threads,
+            # Auto: side by side for int8, whose padded batches share activation scales; padded
+            # for fp32, the path a GPU runs (side by side measured within noise: variant CL).
+            threads=threads, lanes=settings.cpu_lanes or (threads if self.int8 else 1),
         )
         fc = settings.feature_cache
         self.cache = FeatureCache(
@@ -162,10 +164,10 @@ class Engine:
         else:
             items = run_inline(self._prepare, ordered)
 
-        # Side-by-side CPU batches are never padded, so any lengths may share one.
-        padding_limit = (self.settings.padding_limit_pct / 100.0 if self.recognizer.pads_batches
-                         else float("inf"))
-        scheduler = _BatchScheduler(self, size, hotword_ids, stats, results, report, padding_limit)
+        # Side-by-side CPU batches pad nothing, but the same limit bounds how long their lanes sit
+        # idle waiting for the batch's longest file: the same sum, lanes x longest - total.
+        scheduler = _BatchScheduler(self, size, hotword_ids, stats, results, report,
+                                    self.settings.padding_limit_pct / 100.0)
         try:
             while True:
                 waited = time.perf_counter()

@@ -185,8 +185,9 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
 
     torch's dynamic quantisation stores weights as int8 once and quantises each activation
     tensor on the fly with a scale taken from that whole tensor, so in a padded batch a file's
-    tokens can depend on its batch mates. Side-by-side CPU batches (cpu_lanes) run each file
-    alone, so there batching leaves int8 tokens alone too; with cpu_lanes=1 it does not.
+    tokens can depend on its batch mates. Side-by-side CPU batches (cpu_lanes, the default with
+    int8) run each file alone, so there batching leaves int8 tokens alone too; with cpu_lanes=1
+    it does not.
     The encoder's linears are about three quarters of the model's work on CPU.
     """
     with warnings.catch_warnings():

@@ -4,15 +4,16 @@ The stages are FunASR's (encode -> CIF predictor -> SeACo decoder); what this mo
 keeping batch padding out of the results. FunASR's `calc_predictor` hands the CIF predictor the
 encoder output at padded frames (its tail step and its kernel-3 convolution both read the first
 padded frame), so a file's tokens depend on its batch mates. Running the predictor per file on
-the unpadded slice of the batched encoder output makes log-probs bit-identical to a batch of one
-(measured: 0 of 48 files changed; see DESIGN.md); the encoder and decoder already mask padding.
+the unpadded slice of the batched encoder output removes that leak (measured with MKL kernels: 0 of
+48 files changed their log-probs; see DESIGN.md); the encoder and decoder already mask padding.
+What remains is float noise in the last bits where a kernel blocks its sums differently for a
+different number of rows (oneDNN does below about 96 rows at width 512), which flipped no token
+in any test.
 
 On a CPU a batch need not be padded at all: padding costs as much as speech there. With
 `lanes > 1` a CPU batch runs its files side by side instead, each alone on its share of the
-threads, which is bit-identical to a batch of one by construction (int8 included). Whole files
-split across cores at least as well as one file's matrices split across threads: on the 2-core
-bench machine MKL on 2 threads ran 1.7x its speed on 1, while one oneDNN thread already kept the
-core's vector units busy, so there side by side and padded ran alike.
+threads, so nothing of a batch mate can reach a file: no padded frames, no shared int8 activation
+scale. Only the thread count differs from a lone run, which can move the last bits of some sums.
 """
 
 from __future__ import annotations
@@ -83,11 +84,6 @@ class Recognizer:
         self._special = {model.blank_id, model.sos, model.eos}
         self.masks_skipped = skip_full_attention_masks(model.encoder)
 
-    @property
-    def pads_batches(self) -> bool:
-        """False when batches run side by side, so the scheduler need not limit their padding."""
-        return self.lanes == 1
-
     def hotword_list(self, words: list[str]) -> list[list[int]] | None:
         """Token ids per hotword plus FunASR's trailing <s> entry, via FunASR's own splitter."""
         if not words:
@@ -139,7 +135,8 @@ class Recognizer:
         """
         if self._lane_pool is None:
             self._lane_pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="asr-lane")
-        per_lane = max(1, self.threads // lanes)
+        # Every thread gets used: 3 threads over 2 lanes are 2 + 1.
+        lane_threads = [self.threads // lanes + (n < self.threads % lanes) for n in range(lanes)]
         todo = iter(sorted(range(len(feats)), key=lambda i: -feats[i].shape[0]))
         todo_lock = threading.Lock()
         failed = threading.Event()
@@ -147,7 +144,7 @@ class Recognizer:
         lane_timings = [BatchTimings() for _ in range(lanes)]
 
         def lane(number: int) -> None:
-            torch.set_num_threads(per_lane)
+            torch.set_num_threads(lane_threads[number])
             while not failed.is_set():
                 with todo_lock:
                     index = next(todo, None)
@@ -178,6 +175,23 @@ class Recognizer:
     def _padded(self, feats: list[torch.Tensor], hotwords: list[list[int]] | None,
                 timings: BatchTimings) -> list[Decoded]:
         clock = _Clock(self._sync)
+        log_probs, token_lens = self.log_probs(feats, hotwords, timings, clock)
+        if log_probs is None:
+            return [Decoded([], "", 0.0) for _ in feats]
+        with torch.inference_mode():
+            best_scores, best_ids = log_probs.float().max(dim=-1)
+            best_scores, best_ids = best_scores.cpu(), best_ids.cpu()
+        results = [self._finish(best_ids[i, : token_lens[i]], best_scores[i, : token_lens[i]])
+                   for i in range(len(feats))]
+        timings.postprocess_s += clock.lap()
+        return results
+
+    def log_probs(self, feats: list[torch.Tensor], hotwords: list[list[int]] | None,
+                  timings: BatchTimings | None = None, clock: _Clock | None = None):
+        """One padded batch -> (log-probs [batch, tokens, vocab], tokens per file), or (None, counts)
+        when no file has a token. The raw numbers, so tests can compare them bit for bit."""
+        timings = timings or BatchTimings()
+        clock = clock or _Clock(self._sync)
         model = self.model
         with torch.inference_mode(), self._autocast():
             lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.int32)
@@ -197,18 +211,13 @@ class Recognizer:
             timings.predictor_s += clock.lap()
 
             if int(token_lens.max()) < 1:
-                return [Decoded([], "", 0.0) for _ in feats]
+                return None, token_lens
             acoustic_embeds = pad_sequence(embeds, batch_first=True)
             log_probs = model._seaco_decode_with_ASF(
                 encoder_out, encoder_lens, acoustic_embeds, token_lens, hw_list=hotwords
             )
             timings.decoder_s += clock.lap()
-            best_scores, best_ids = log_probs.float().max(dim=-1)
-            best_scores, best_ids = best_scores.cpu(), best_ids.cpu()
-        results = [self._finish(best_ids[i, : token_lens[i]], best_scores[i, : token_lens[i]])
-                   for i in range(len(feats))]
-        timings.postprocess_s += clock.lap()
-        return results
+        return log_probs, token_lens
 
     def predict(self, encoder_out: torch.Tensor, encoder_lens: torch.Tensor):
         """FunASR's CifPredictorV3 forward without its timestamp head.

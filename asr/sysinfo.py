@@ -104,8 +104,8 @@ class SystemInfo:
             ("CPU cores / torch threads", f"{self.cpu_count} / {self.torch_threads}"),
         ]
         if self.device == "cpu":
-            lanes = (f"up to {self.cpu_lanes} files side by side, {self.torch_threads // self.cpu_lanes} "
-                     "thread(s) each" if self.cpu_lanes > 1 else "padded batches")
+            lanes = (f"a batch's files side by side (up to {self.cpu_lanes}), sharing the "
+                     f"{self.torch_threads} threads" if self.cpu_lanes > 1 else "padded batches")
             rows.append(("CPU batches", f"{lanes}; linear layers on {self.cpu_gemm}"))
         rows += [
             ("RAM", f"{self.ram_available_mb:,.0f} MB available of {self.ram_total_mb:,.0f} MB; "

@@ -25,7 +25,7 @@ from tuning.bench_onnx import OnnxUnavailable, check_exportable
 def smoke(tmp_path_factory) -> tuple[dict, str]:
     out = tmp_path_factory.mktemp("bench") / "report.json"
     command = [sys.executable, "-m", "tuning.bench", "--model", "random:tiny", "--device", "cpu",
-               "--files", "2", "--clip-seconds", "3-8", "--variants", "A,C,CP", "--repeats", "1",
+               "--files", "2", "--clip-seconds", "3-8", "--variants", "A,C,CL", "--repeats", "1",
                "--profile", "--json", str(out)]
     done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -40,8 +40,8 @@ def test_smoke_run_writes_the_full_report(smoke):
     assert report["device"]["resolved"] == "cpu"
     assert report["versions"]["funasr"] and report["versions"]["torch"]
     assert report["clips"]["count"] == 2 and report["clips"]["source"] == "synthetic"
-    assert set(report["variants"]) == {"A", "C", "CP"}
-    for name in ("A", "C", "CP"):
+    assert set(report["variants"]) == {"A", "C", "CL"}
+    for name in ("A", "C", "CL"):
         variant = report["variants"][name]
         assert variant["status"] == "ok", variant
         assert variant["speed_x_realtime"] > 0 and variant["rtf"] > 0
@@ -51,8 +51,9 @@ def test_smoke_run_writes_the_full_report(smoke):
     # A runs FunASR at its own defaults (4 threads); C at the engine's (one per core).
     assert report["variants"]["A"]["threads"]["funasr_ncpu"] == 4
     assert report["variants"]["C"]["threads"]["torch_threads"] >= 1
-    assert set(report["ratios"]) == {"C/A", "C/CP", "CP/A"}
-    assert report["variants"]["CP"]["threads"]["torch_threads"] >= 1
+    assert set(report["ratios"]) == {"C/A", "C/CL", "CL/A"}
+    assert report["variants"]["C"]["threads"]["cpu_lanes"] == 1  # fp32 default: padded
+    assert report["variants"]["CL"]["threads"]["cpu_lanes"] >= 1
     assert report["profile"]["C"]["stages"].keys() >= {"decode", "features", "wait", "encoder",
                                                         "predictor", "decoder", "postprocess"}
 
@@ -64,8 +65,8 @@ def test_engine_tokens_match_funasr_for_every_file(smoke):
     assert pair == {"identical": 2, "files": 2, "unknown": 0, "mismatched": []}
     assert report["variants"]["C"]["tokens"] == report["variants"]["A"]["tokens"]
     assert [row["C vs A"] for row in report["tokens"]["files"]] == [True, True]
-    # Side by side (C) or padded (CP), batching leaves the tokens alone.
-    assert report["tokens"]["pairs"]["C vs CP"]["identical"] == 2
+    # Padded (C) or side by side (CL), batching leaves the tokens alone.
+    assert report["tokens"]["pairs"]["C vs CL"]["identical"] == 2
     assert "C/A" in stdout and "C vs A 2/2" in stdout and "where C spends its time" in stdout
 
 

@@ -35,8 +35,9 @@ def padded_engine(engine):
 @pytest.mark.parametrize("mode", ["padded", "side by side"])
 def test_batching_never_changes_tokens(engine, padded_engine, mixed_files, mode):
     """A file alone and inside any batch gives the same tokens (fp32), padded or side by side."""
-    batched = padded_engine if mode == "padded" else engine
-    assert batched.recognizer.pads_batches == (mode == "padded")
+    batched = (padded_engine if mode == "padded"
+               else Engine(tiny_settings(padding_limit_pct=1000, cpu_lanes=2), loaded=engine.loaded))
+    assert batched.recognizer.lanes == (1 if mode == "padded" else 2)
     alone = {p.name: engine.transcribe([p], batch_size=1)[0] for p in mixed_files}
     assert all(r.ok and r.token_ids for r in alone.values())
     shuffled = list(mixed_files)
@@ -330,7 +331,8 @@ def test_a_failure_inside_a_lane_fails_only_that_input(engine, clip_dir, monkeyp
         return real_encode(speech, lengths)
 
     monkeypatch.setattr(model, "encode", encode)
-    results = engine.transcribe(files, batch_size=4)
+    wide = Engine(tiny_settings(padding_limit_pct=1000, cpu_lanes=2), loaded=engine.loaded)
+    results = wide.transcribe(files, batch_size=4)
     assert any(name.startswith("asr-lane") for name in threads_seen)
     assert "recognition failed: RuntimeError: simulated kernel failure" in results[2].error
     for i in (0, 1, 3):
@@ -339,7 +341,8 @@ def test_a_failure_inside_a_lane_fails_only_that_input(engine, clip_dir, monkeyp
 
 def test_lanes_split_the_threads_and_give_them_back(engine, clip_dir, monkeypatch):
     """2 threads, 2 lanes: each lane runs on 1; the caller and threads torch meets later get 2 again."""
-    assert engine.recognizer.threads == 2 and engine.recognizer.lanes == 2
+    wide = Engine(tiny_settings(padding_limit_pct=1000, cpu_lanes=2), loaded=engine.loaded)
+    assert wide.recognizer.threads == 2 and wide.recognizer.lanes == 2
     model = engine.loaded.model
     real_encode = model.encode
     seen = []
@@ -350,7 +353,7 @@ def test_lanes_split_the_threads_and_give_them_back(engine, clip_dir, monkeypatc
 
     monkeypatch.setattr(model, "encode", encode)
     files = sorted(clip_dir.glob("*.wav"))
-    run = engine.run(files[:4], batch_size=4)
+    run = wide.run(files[:4], batch_size=4)
     assert run.stats.batches == 1 and all(r.ok for r in run.results)
     assert sorted(seen) == sorted([(name, 1) for name, _ in seen]) and len(seen) == 4
     assert {name for name, _ in seen} <= {f"asr-lane_{n}" for n in range(2)}
@@ -361,7 +364,7 @@ def test_lanes_split_the_threads_and_give_them_back(engine, clip_dir, monkeypatc
     thread.join()
     assert fresh == [2]
     seen.clear()
-    engine.transcribe(files[:1])
+    wide.transcribe(files[:1])
     assert seen == [(threading.current_thread().name, 2)]  # a lone file keeps every thread
 
 
@@ -387,3 +390,48 @@ def test_linear_layers_run_on_onednn_and_agree_with_torch(engine, reference_wavs
         fast = engine.loaded.model.encode(feats, lengths)[0]
         slow = plain.model.encode(feats, lengths)[0]
     assert torch.allclose(fast, slow, atol=1e-4)
+
+
+def test_int8_batches_side_by_side_leave_tokens_alone(engine, mixed_files):
+    """Dynamic int8 scales activations per tensor; side by side (its default), no batch mate
+    shares a tensor. fp32 engines pad by default."""
+    assert engine.recognizer.lanes == 1
+    int8_engine = Engine(tiny_settings(int8=True, padding_limit_pct=1000), loaded=engine.loaded)
+    assert int8_engine.recognizer.lanes == 2
+    alone = [r.token_ids for r in (int8_engine.transcribe([p], batch_size=1)[0] for p in mixed_files)]
+    for size in (2, 3, 5):
+        results = int8_engine.transcribe(mixed_files, batch_size=size)
+        assert max(r.batch_size for r in results) == size
+        assert [r.token_ids for r in results] == alone, size
+
+
+def test_lanes_share_out_every_thread(engine, clip_dir, monkeypatch):
+    """3 threads over a batch of 2: the lanes run on 2 and 1 threads, none left idle."""
+    three = Engine(tiny_settings(cpu_threads=3, cpu_lanes=3, padding_limit_pct=1000), loaded=engine.loaded)
+    assert (three.recognizer.threads, three.recognizer.lanes) == (3, 3)
+    model = engine.loaded.model
+    real_encode = model.encode
+    counts = []
+
+    def encode(speech, lengths):
+        counts.append(torch.get_num_threads())
+        return real_encode(speech, lengths)
+
+    monkeypatch.setattr(model, "encode", encode)
+    three.run(sorted(clip_dir.glob("*.wav"))[:2], batch_size=2)
+    assert sorted(counts) == [1, 2]
+    torch.set_num_threads(2)  # the session's count, for the tests that follow
+
+
+def test_onednn_unavailable_falls_back_to_torch_kernels(engine, monkeypatch, caplog):
+    import asr.model
+
+    monkeypatch.setattr(asr.model, "onednn_linear_works", lambda: False)
+    cache_dir = engine.settings.resolve_path(engine.settings.cache_dir)
+    with caplog.at_level(logging.WARNING, logger="asr.model"):
+        loaded = asr.model.load_model("random:tiny", "cpu", cache_dir, 2, cpu_gemm="onednn")
+    assert loaded.cpu_gemm == "torch"
+    assert "cannot run oneDNN linears" in caplog.text
+    with caplog.at_level(logging.WARNING, logger="asr.engine"):
+        Engine(tiny_settings(cpu_gemm="onednn"), loaded=loaded)
+    assert "loaded with torch kernels" in caplog.text

@@ -206,7 +206,8 @@ def test_system_info(client, served):
         assert figures["torch_threads"] == engine.recognizer.threads
         assert figures["cpu_lanes"] == engine.recognizer.lanes
         assert figures["cpu_gemm"] == engine.loaded.cpu_gemm
-        assert f"| CPU batches | up to {engine.recognizer.lanes} files side by side" in table
+        assert engine.recognizer.lanes == 1  # fp32 on a CPU pads by default
+        assert f"| CPU batches | padded batches; linear layers on {engine.loaded.cpu_gemm} |" in table
 
 
 class ProgressRecorder:

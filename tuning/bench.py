@@ -11,8 +11,8 @@ shared machine hits all of them alike):
   C8  this engine with the opt-in int8 CPU mode (`int8: true`); its token agreement with C is shown
   CM  this engine with torch's own CPU kernels for its linear layers (`cpu_gemm: torch`), to show
       what the oneDNN kernels of the default (`cpu_gemm: onednn`) are worth on this CPU
-  CP  this engine with padded CPU batches (`cpu_lanes: 1`, as on a GPU) instead of its files
-      side by side, to show what the side-by-side default is worth
+  CL  this engine with a batch's files side by side on the CPU (`cpu_lanes` = cores) instead of
+      padded, to show what side-by-side costs or gains on this CPU
 Prints speed (x real time), RTF, peak memory, the ratios C/A, C/B, C/O and, per file, whether the
 token ids are identical. `--json OUT` writes everything, with versions, device and thread counts.
 Progress goes to stderr; the table to stdout.
@@ -38,7 +38,7 @@ from .bench_clips import describe, ensure_clips, prepare_real_files
 
 log = logging.getLogger("tuning.bench")
 
-VARIANTS = ("A", "B", "O", "O8", "C", "CW", "C8", "CM", "CP")
+VARIANTS = ("A", "B", "O", "O8", "C", "CW", "C8", "CM", "CL")
 DEFAULT_B_SIZES = {"cpu": [2, 4, 8], "cuda": [8, 16, 32]}
 FUNASR_ONNX_DEFAULT_BATCH = 1
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +48,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 class RunSpec:
     """One timed configuration; each repeat of it is one worker process."""
 
-    label: str  # "A", "B@4", "O", "O8", "C", "CW", "C8", "CM", "CP"
+    label: str  # "A", "B@4", "O", "O8", "C", "CW", "C8", "CM", "CL"
     variant: str  # the worker's variant: A, B, C, O
     batch_size: int | None = None
     quantize: bool = False
@@ -81,6 +81,10 @@ def _range(text: str) -> tuple[float, float]:
     if not 0.5 <= low <= high:
         raise argparse.ArgumentTypeError(f"expected 0.5 <= MIN <= MAX, got {text!r}")
     return low, high
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _positive(text: str) -> int:
@@ -218,8 +222,8 @@ class Bench:
             specs.append(RunSpec("C8", "C", quantize=True))
         if "CM" in chosen and self.device == "cpu":  # cpu_gemm means nothing on CUDA
             specs.append(RunSpec("CM", "C", settings={"cpu_gemm": "torch"}))
-        if "CP" in chosen and self.device == "cpu":  # GPU batches are always padded
-            specs.append(RunSpec("CP", "C", settings={"cpu_lanes": 1}))
+        if "CL" in chosen and self.device == "cpu":  # GPU batches are always padded
+            specs.append(RunSpec("CL", "C", settings={"cpu_lanes": _cores()}))
         return specs
 
     def _job(self, spec_variant: str, batch_size: int | None = None, quantize: bool = False,
@@ -273,8 +277,9 @@ class Bench:
         total = len(specs) * self.args.repeats
         count = 0
         for round_index in range(self.args.repeats):
-            # Rotate the order each round so no variant always runs first or right after another.
-            shift = round_index % len(specs) if specs else 0
+            # Rotate the order by an even share each round, so every variant runs early, midway and
+            # late: on a shared VM, the position in a round alone moved speeds by about 10%.
+            shift = (round_index * len(specs)) // self.args.repeats if specs else 0
             for spec in specs[shift:] + specs[:shift]:
                 count += 1
                 _progress(f"{count}/{total} round {round_index + 1}/{self.args.repeats}: {spec.label} ...")
@@ -305,7 +310,7 @@ class Bench:
                     variants[name] = {"status": "unavailable", "reason": self.onnx_reason}
                 else:
                     variants[name] = bench_report.summarize_runs(self.raw[name], self.audio_s)
-        for name in ("C", "C8", "CM", "CP"):
+        for name in ("C", "C8", "CM", "CL"):
             if name in self.raw:
                 variants[name] = bench_report.summarize_runs(self.raw[name], self.audio_s)
         if "CW" in self.args.variants:
@@ -336,7 +341,7 @@ class Bench:
             "variants": variants,
             "ratios": bench_report.ratios(variants),
             "tokens": tokens,
-            "profile": {n: p for n in ("C", "CW", "C8", "CM", "CP") if n in variants
+            "profile": {n: p for n in ("C", "CW", "C8", "CM", "CL") if n in variants
                         and (p := bench_report.profile(variants[n])) is not None},
             "notes": self.notes,
             "run_dir": str(self.run_dir),

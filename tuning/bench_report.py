@@ -20,14 +20,14 @@ DESCRIPTIONS = {
     "CW": "this engine, wizard's batch size ({size})",
     "C8": "this engine, opt-in int8 on CPU (batch {size})",
     "CM": "this engine, torch's own CPU linears (batch {size})",
-    "CP": "this engine, padded CPU batches (batch {size})",
+    "CL": "this engine, files side by side on CPU (batch {size})",
 }
-ORDER = ("A", "B", "O", "O8", "C", "CW", "C8", "CM", "CP")
+ORDER = ("A", "B", "O", "O8", "C", "CW", "C8", "CM", "CL")
 # (variant, reference): token comparisons reported per file when both ran.
 COMPARISONS = (("C", "A"), ("C", "O"), ("C", "O8"), ("CW", "A"), ("B", "A"), ("O", "A"), ("O8", "O"),
-               ("C8", "C"), ("CM", "A"), ("C", "CM"), ("CP", "A"), ("C", "CP"))
-RATIO_SUBJECTS = ("C", "CW", "C8", "CM", "CP")
-RATIO_REFERENCES = ("A", "B", "O", "O8", "CM", "CP")
+               ("C8", "C"), ("CM", "A"), ("C", "CM"), ("CL", "A"), ("C", "CL"))
+RATIO_SUBJECTS = ("C", "CW", "C8", "CM", "CL")
+RATIO_REFERENCES = ("A", "B", "O", "O8", "CM", "CL")
 WIDTH = 62  # of the variant column
 PROFILE_STAGES = ("decode_s", "features_s", "wait_s", "encoder_s", "predictor_s", "decoder_s",
                   "postprocess_s")

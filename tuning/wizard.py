@@ -302,8 +302,10 @@ class _Wizard:
                                 f"card's {info.total_mb:.0f} MB")
         else:
             self.memory_total_mb = total_ram_mb()
-            self.device_text = (f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads), "
-                                "fp32; no GPU: memory is process RSS")
+            rec = engine.recognizer
+            self.device_text = (f"CPU ({os.cpu_count()} cores, {rec.threads} torch threads, "
+                                f"{engine.loaded.cpu_gemm} linears, up to {rec.lanes} files side by "
+                                "side), fp32; no GPU: memory is process RSS")
             self.memory_source = "CPU: process RSS (resident memory of this process), no GPU"
             self.memory_rule = (f"no GPU, so the memory rule uses process RSS against total RAM "
                                 f"({self.memory_total_mb:.0f} MB, limit {memory_limit_pct:g}%)")
