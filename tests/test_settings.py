@@ -91,3 +91,12 @@ def test_non_finite_numbers_are_refused(tmp_path, value):
     config = write_config(tmp_path, "{}\n")
     with pytest.raises(SettingsError, match="finite number"):
         load_settings(config, environ={"INPUT_SEGMENT_S": value})
+
+
+def test_readme_names_every_config_key():
+    """A key a user cannot find in the README might as well not exist."""
+    from asr.settings import PROJECT_ROOT, SCHEMA
+
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    unnamed = [key for key in SCHEMA if f"`{key.split('.')[-1]}`" not in readme]
+    assert not unnamed, f"README.md does not name: {unnamed}"
