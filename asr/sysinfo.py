@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-import os
 import platform
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .gpu import GpuMemory, gpu_memory, process_rss_mb, release_cached_memory
+from .model import default_cpu_threads
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -152,13 +152,6 @@ def _meminfo_mb() -> tuple[float, float]:
     return values.get("MemTotal", 0.0), values.get("MemAvailable", 0.0)
 
 
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def gather(engine: Engine) -> SystemInfo:
     """Read every figure now. Cheap (no model call), so the tab can refresh freely."""
     settings = engine.settings
@@ -181,7 +174,7 @@ def gather(engine: Engine) -> SystemInfo:
         funasr_version=_version("funasr"),
         gradio_version=_version("gradio"),
         gpu=gpu_memory(loaded.device if loaded.device.type == "cuda" else None),
-        cpu_count=_cpu_count(),
+        cpu_count=default_cpu_threads(),
         # Not torch.get_num_threads(): that is the calling thread's count (a Gradio worker's here).
         torch_threads=engine.recognizer.threads,
         cpu_gemm="int8" if engine.int8 else loaded.cpu_gemm,

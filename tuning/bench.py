@@ -83,10 +83,6 @@ def _range(text: str) -> tuple[float, float]:
     return low, high
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -223,7 +219,9 @@ class Bench:
         if "CM" in chosen and self.device == "cpu":  # cpu_gemm means nothing on CUDA
             specs.append(RunSpec("CM", "C", settings={"cpu_gemm": "torch"}))
         if "CL" in chosen and self.device == "cpu":  # GPU batches are always padded
-            specs.append(RunSpec("CL", "C", settings={"cpu_lanes": _cores()}))
+            from asr.model import default_cpu_threads
+
+            specs.append(RunSpec("CL", "C", settings={"cpu_lanes": default_cpu_threads()}))
         return specs
 
     def _job(self, spec_variant: str, batch_size: int | None = None, quantize: bool = False,
@@ -354,9 +352,10 @@ class Bench:
     def _device_info(self) -> dict:
         import torch
 
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        from asr.model import default_cpu_threads
+
         info = {"requested": self.args.device, "resolved": self.device, "platform": platform.platform(),
-                "cpu_count": cores}
+                "cpu_count": default_cpu_threads()}
         try:
             for line in Path("/proc/cpuinfo").read_text().splitlines():
                 if line.startswith("model name"):
