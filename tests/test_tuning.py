@@ -261,6 +261,7 @@ def test_wizard_rejects_bad_input(engine, tmp_path, wav):
 def test_ui_endpoint_tunes_applies_and_saves(engine, reference_wavs, tmp_path, monkeypatch):
     import gradio as gr
     from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
 
     from asr.engine import Engine
     from tuning.ui import build_tuning_tab
@@ -288,6 +289,8 @@ def test_ui_endpoint_tunes_applies_and_saves(engine, reference_wavs, tmp_path, m
         assert f"Recommended batch size: {chosen}" in markdown
         assert table["headers"] == TABLE_COLUMNS and len(table["data"]) == len(report["table"])
 
+        with pytest.raises(AppError, match=r"must be an integer >= 1 and <= 512"):
+            client.predict(1000, api_name="/apply_batch_size")
         applied = client.predict(7, api_name="/apply_batch_size")
         assert tab_engine.default_batch_size == 7 and "**7**" in applied
         assert config.read_text().split("\n") == before  # Apply does not write the file

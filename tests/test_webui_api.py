@@ -151,6 +151,12 @@ def test_transcribe_batch_limits(client, clip_dir):
         client.predict(files, "", 2, api_name="/transcribe_batch")
     with pytest.raises(AppError, match="upload one or more audio files"):
         client.predict([], "", 2, api_name="/transcribe_batch")
+    # API callers get the config's bounds: Gradio's slider checks the range, the handler the rest.
+    refusals = {0: "less than minimum value 1", 513: "greater than maximum value 512",
+                2.5: "from this request is 2.5; it must be an integer >= 1 and <= 512"}
+    for size, message in refusals.items():
+        with pytest.raises(AppError, match=message):
+            client.predict(files[:1], "", size, api_name="/transcribe_batch")
 
 
 def test_transcribe_folder_inside_the_allowed_root(client, served):

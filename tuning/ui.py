@@ -14,6 +14,8 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from asr.settings import SettingsError, coerce
+
 from .config_file import ConfigWriteError, write_batch_size
 from .wizard import TABLE_COLUMNS, WizardError, WizardReport, run_wizard
 
@@ -88,10 +90,10 @@ def recommendation_markdown(report: WizardReport) -> str:
 def _size(value) -> int:
     if value is None or value == "":
         raise gr.Error("Run the wizard first, or type a batch size.")
-    number = float(value)
-    if not number.is_integer() or number < 1:
-        raise gr.Error(f"The batch size must be a whole number of at least 1, got {value}.")
-    return int(number)
+    try:
+        return coerce("batch_size", value, "the tuning tab")
+    except SettingsError as exc:
+        raise gr.Error(str(exc)) from None
 
 
 def build_tuning_tab(engine, concurrency_id: str | None = None) -> None:
