@@ -202,12 +202,18 @@ def test_single_tab_recording_is_transcribed(page, app):
 
 def test_system_info_and_tuning_tabs(page, app):
     _open_tab(page, "Batch-size tuning 批大小调优")
-    page.wait_for_timeout(300)
+    page.locator("#tuning-start").wait_for()
+    tuning = app["engine"].settings.tuning  # the tab starts from the engine's own settings
+    assert page.locator("#tuning-sizes textarea").input_value() == ", ".join(map(str, tuning.sizes))
+    assert page.locator("#tuning-repeats input").input_value() == str(tuning.repeats)
     _shot(page, "4-tuning")
     _open_tab(page, "System info 系统信息")
     info = page.locator("#sysinfo")
     info.get_by_text("random:tiny").wait_for()
     page.locator("#sysinfo-refresh").click()
     info.get_by_text("Released cached GPU memory").wait_for()
-    assert "Parameters" in info.inner_text()
+    engine = app["engine"]
+    shown = info.inner_text()
+    assert f"({engine.loaded.parameters:,})" in shown  # the loaded model's own count
+    assert f"{engine.recognizer.threads}" in shown and engine.loaded.cpu_gemm in shown
     _shot(page, "5-system")

@@ -24,7 +24,7 @@ def test_preload_gives_the_same_transcripts(engine, clip_dir, reference_wavs, tm
     assert [r.token_ids for r in preloaded.results] == [r.token_ids for r in inline.results]
     assert [r.file for r in preloaded.results] == [p.name for p in files]
     assert preloaded.results[-1].error and "not a readable audio file" in preloaded.results[-1].error
-    assert preloaded.stats.wait_s >= 0 and inline.stats.wait_s > 0
+    assert inline.stats.wait_s > 0  # inline, the model waits for every decode
 
 
 def test_queue_bound_holds_on_a_large_batch(engine, tmp_path):
