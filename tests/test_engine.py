@@ -435,3 +435,23 @@ def test_onednn_unavailable_falls_back_to_torch_kernels(engine, monkeypatch, cap
     with caplog.at_level(logging.WARNING, logger="asr.engine"):
         Engine(tiny_settings(cpu_gemm="onednn"), loaded=loaded)
     assert "loaded with torch kernels" in caplog.text
+
+
+def test_onednn_linear_hands_back_to_torch_where_it_cannot_serve():
+    """Training (gradients), other dtypes and empty inputs go to torch's own linear, unchanged."""
+    from asr.cpu_kernels import use_onednn_linears, uses_onednn
+
+    layer = torch.nn.Sequential(torch.nn.Linear(16, 8))
+    assert use_onednn_linears(layer) == 1 and use_onednn_linears(layer) == 0  # idempotent
+    assert uses_onednn(layer)
+    x = torch.randn(5, 16)
+    with torch.enable_grad():
+        out = layer(x)
+    assert out.grad_fn is not None  # torch's linear: differentiable
+    assert torch.equal(out, torch.nn.functional.linear(x, layer[0].weight, layer[0].bias))
+    with torch.inference_mode():
+        assert layer(torch.randn(0, 16)).shape == (0, 8)
+        bf16 = layer.to(torch.bfloat16)(x.to(torch.bfloat16))
+        assert bf16.dtype == torch.bfloat16
+        assert torch.equal(bf16, torch.nn.functional.linear(x.to(torch.bfloat16), layer[0].weight,
+                                                            layer[0].bias))
