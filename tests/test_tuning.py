@@ -324,3 +324,22 @@ def test_save_refuses_a_size_the_server_would_refuse(tmp_path):
     with pytest.raises(ConfigWriteError, match="<= 512"):
         write_batch_size(config, 1000)
     assert config.read_text(encoding="utf-8") == "# comment\nbatch_size: 4\n"
+
+
+@pytest.mark.parametrize("text, sizes", [("2,4", [2, 4]), ("2, 4 6;8", [2, 4, 6, 8]), ("", [])])
+def test_one_reading_of_typed_batch_sizes(text, sizes):
+    """The tab, `python -m tuning --sizes` and the bench's --b-sizes all read sizes this way."""
+    from tuning.bench import _sizes as bench_sizes
+    from tuning.wizard import sizes_from_text
+
+    assert sizes_from_text(text) == sizes
+    if sizes:
+        assert bench_sizes(text) == sizes
+
+
+@pytest.mark.parametrize("text, message", [("2,x", "whole numbers"), ("0, 4", "at least 1")])
+def test_typed_batch_sizes_are_refused_clearly(text, message):
+    from tuning.wizard import WizardError, sizes_from_text
+
+    with pytest.raises(WizardError, match=message):
+        sizes_from_text(text)

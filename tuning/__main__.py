@@ -14,14 +14,16 @@ from pathlib import Path
 
 from asr.console import ProgressBar, add_engine_flags, engine_overrides, settings_for_command
 
+from .wizard import WizardError, sizes_from_text
+
 
 def _sizes(text: str) -> list[int]:
     try:
-        values = [int(part) for part in text.replace(" ", "").split(",") if part]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected batch sizes of at least 1, got {text!r}")
+        values = sizes_from_text(text)
+    except WizardError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected batch sizes, got {text!r}")
     return values
 
 
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     from asr.model import ModelLoadError
 
     from .config_file import ConfigWriteError, write_batch_size
-    from .wizard import WizardError, run_wizard
+    from .wizard import run_wizard
 
     try:
         engine = Engine(settings)

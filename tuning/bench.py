@@ -64,12 +64,14 @@ def _variants(text: str) -> list[str]:
 
 
 def _sizes(text: str) -> list[int]:
+    from .wizard import WizardError, sizes_from_text
+
     try:
-        sizes = [int(p) for p in text.split(",") if p.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated batch sizes, got {text!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"batch sizes must be at least 1, got {text!r}")
+        sizes = sizes_from_text(text)
+    except WizardError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not sizes:
+        raise argparse.ArgumentTypeError(f"expected batch sizes, got {text!r}")
     return sizes
 
 

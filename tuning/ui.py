@@ -8,7 +8,6 @@ only turns inputs into a `run_wizard` call and a WizardReport into components. w
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 import gradio as gr
@@ -17,7 +16,7 @@ import pandas as pd
 from asr.settings import SettingsError, coerce
 
 from .config_file import ConfigWriteError, write_batch_size
-from .wizard import TABLE_COLUMNS, WizardError, WizardReport, run_wizard
+from .wizard import TABLE_COLUMNS, WizardError, WizardReport, run_wizard, sizes_from_text
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +38,11 @@ PLOT_MEMORY = "peak memory (MB)"
 
 
 def parse_sizes(text: str) -> list[int] | None:
-    """'2, 4, 6 8' -> [2, 4, 6, 8]; empty means the configured default (None)."""
-    parts = [p for p in re.split(r"[\s,;]+", text or "") if p]
-    if not parts:
-        return None
+    """Empty means the configured default (None)."""
     try:
-        return [int(p) for p in parts]
-    except ValueError:
-        raise gr.Error(f"Batch sizes must be whole numbers separated by commas, got '{text}'.") from None
+        return sizes_from_text(text) or None
+    except WizardError as exc:
+        raise gr.Error(str(exc)) from None
 
 
 def table_frame(report: WizardReport) -> pd.DataFrame:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -263,6 +264,19 @@ def _duration_s(path: Path) -> float:
         return info.frames / info.samplerate
     except Exception:  # noqa: BLE001 - not a libsndfile format: decode it (PyAV) to find out
         return audio_io.decode_bytes(audio_io.read_file(path), path.name).duration_s
+
+
+def sizes_from_text(text: str) -> list[int]:
+    """'2, 4, 6 8' -> [2, 4, 6, 8] (commas, semicolons or spaces); the one reading of a typed list
+    of batch sizes for the tab, the wizard's CLI and the bench. Empty gives []."""
+    parts = [p for p in re.split(r"[\s,;]+", text or "") if p]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise WizardError(f"batch sizes must be whole numbers separated by commas, got {text!r}") from None
+    if any(v < 1 for v in values):
+        raise WizardError(f"batch sizes must be at least 1, got {text!r}")
+    return values
 
 
 def _parse_sizes(sizes: Sequence[int]) -> list[int]:
