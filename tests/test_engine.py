@@ -412,9 +412,11 @@ def test_lanes_share_out_every_thread(engine, clip_dir, monkeypatch):
     model = engine.loaded.model
     real_encode = model.encode
     counts = []
+    both_lanes = threading.Barrier(2, timeout=30)  # else a quick lane could take both files
 
     def encode(speech, lengths):
         counts.append(torch.get_num_threads())
+        both_lanes.wait()
         return real_encode(speech, lengths)
 
     monkeypatch.setattr(model, "encode", encode)
