@@ -120,7 +120,7 @@ class Recognizer:
         if lanes > 1:
             return self._side_by_side(feats, hotwords, timings, lanes)
         if self.device.type == "cpu":
-            torch.set_num_threads(self.threads)  # this thread's count; see _side_by_side
+            set_thread_count(self.threads)  # this thread's count; see _side_by_side
         return self._padded(feats, hotwords, timings)
 
     def _side_by_side(self, feats: list[torch.Tensor], hotwords: list[list[int]] | None,
@@ -144,7 +144,7 @@ class Recognizer:
         lane_timings = [BatchTimings() for _ in range(lanes)]
 
         def lane(number: int) -> None:
-            torch.set_num_threads(lane_threads[number])
+            set_thread_count(lane_threads[number])
             while not failed.is_set():
                 with todo_lock:
                     index = next(todo, None)
@@ -163,7 +163,7 @@ class Recognizer:
             for future in futures:
                 future.result()  # the first lane's failure, if any
         finally:
-            torch.set_num_threads(self.threads)
+            set_thread_count(self.threads)
         # Stage times overlap across lanes: share the batch's wall time out in their proportions.
         busy = sum(t.total_s for t in lane_timings)
         scale = (time.perf_counter() - started) / busy if busy else 0.0
@@ -254,6 +254,19 @@ class Recognizer:
         text = sentence_postprocess(tokens)[0]
         confidence = math.exp(float(scores[keep].mean()))
         return Decoded(token_ids, text, round(min(1.0, confidence), 4))
+
+
+def set_thread_count(count: int) -> None:
+    """torch.set_num_threads for the calling thread, made to stick in a thread torch has not met.
+
+    torch initialises a thread's OpenMP count lazily, on its first parallel op, from the last
+    count *any* thread set. A fresh lane that set 2 threads would be reset to 1 there when the
+    other lane had since set 1 (found on a 2-core Intel CI machine: lanes of 2 + 1 ran as 1 + 1,
+    for the whole first batch of every new lane). Asking for the count first runs that lazy
+    initialisation now, so the count set next is the one the thread keeps.
+    """
+    torch.get_num_threads()
+    torch.set_num_threads(count)
 
 
 def skip_full_attention_masks(encoder: torch.nn.Module) -> int:

@@ -16,8 +16,8 @@ import soundfile
 
 from asr.settings import PROJECT_ROOT, Settings, load_settings
 
-SHARED_AUDIO = PROJECT_ROOT.parent / "shared" / "audio"
-REFERENCE_WAVS = sorted(SHARED_AUDIO.glob("*.wav"))
+TEST_AUDIO = Path(__file__).resolve().parent / "audio"  # vendored real recordings; see its README
+REFERENCE_WAVS = sorted(TEST_AUDIO.glob("*.wav"))
 
 
 def tiny_settings(**overrides) -> Settings:
@@ -45,7 +45,7 @@ def loaded_tiny(engine):
 @pytest.fixture(scope="session")
 def reference_wavs() -> list[Path]:
     if not REFERENCE_WAVS:
-        pytest.fail(f"no reference audio in {SHARED_AUDIO}: ../shared must sit beside the checkout")
+        pytest.fail(f"no reference audio in {TEST_AUDIO}: the repository's test recordings are missing")
     return REFERENCE_WAVS
 
 

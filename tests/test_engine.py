@@ -425,6 +425,60 @@ def test_lanes_share_out_every_thread(engine, clip_dir, monkeypatch):
     torch.set_num_threads(2)  # the session's count, for the tests that follow
 
 
+def _two_fresh_threads(set_count) -> dict[int, int]:
+    """Thread 0 sets 2 threads, then thread 1 sets 1; each then reads its own count."""
+    counts: dict[int, int] = {}
+    first_set = threading.Event()
+    both_set = threading.Barrier(2, timeout=30)
+
+    def run(number: int, want: int) -> None:
+        if number == 1:
+            first_set.wait(30)
+        set_count(want)
+        first_set.set()
+        both_set.wait()
+        counts[number] = torch.get_num_threads()
+
+    threads = [threading.Thread(target=run, args=(n, w)) for n, w in ((0, 2), (1, 1))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    torch.set_num_threads(2)  # the session's count, for the tests that follow
+    return counts
+
+
+def test_a_fresh_lane_keeps_the_thread_count_it_set():
+    """torch sets a new thread's count lazily, on its first op, from whatever count any thread set
+    last: plain set_num_threads in a fresh lane can be undone that way. set_thread_count sticks."""
+    from asr.recognizer import set_thread_count
+
+    assert _two_fresh_threads(torch.set_num_threads) == {0: 1, 1: 1}  # torch's trap, still there
+    assert _two_fresh_threads(set_thread_count) == {0: 2, 1: 1}
+
+
+def test_lanes_keep_their_share_after_another_side_by_side_engine(engine, clip_dir, monkeypatch):
+    """The order that failed on an Intel CI machine: a 2-lane engine first, then 2 + 1 lanes."""
+    files = sorted(clip_dir.glob("*.wav"))
+    Engine(tiny_settings(padding_limit_pct=1000, cpu_lanes=2), loaded=engine.loaded).run(files[:4],
+                                                                                          batch_size=4)
+    three = Engine(tiny_settings(cpu_threads=3, cpu_lanes=3, padding_limit_pct=1000), loaded=engine.loaded)
+    model = engine.loaded.model
+    real_encode = model.encode
+    counts = []
+    both_lanes = threading.Barrier(2, timeout=30)
+
+    def encode(speech, lengths):
+        both_lanes.wait()  # both lanes have set their counts before either reads its own
+        counts.append(torch.get_num_threads())
+        return real_encode(speech, lengths)
+
+    monkeypatch.setattr(model, "encode", encode)
+    three.run(files[:2], batch_size=2)
+    assert sorted(counts) == [1, 2]
+    torch.set_num_threads(2)
+
+
 def test_onednn_unavailable_falls_back_to_torch_kernels(engine, monkeypatch, caplog):
     import asr.model
 
