@@ -30,16 +30,18 @@ _ENGINE_FLAGS = ("model", "device", "fp16", "int8", "preload_audio", "batch_size
 def add_engine_flags(parser: argparse.ArgumentParser, batch_size: bool = True) -> None:
     """The flags every command shares for choosing and shaping the engine (and --config).
 
-    On/off flags default to None, meaning "not given": config.yaml and the environment decide.
+    On/off flags come in pairs (`--int8` / `--no-int8`) and default to None, meaning "not
+    given": config.yaml and the environment decide.
     """
     parser.add_argument("--model", help="ModelScope id, local model directory, or random:tiny|large")
     parser.add_argument("--device", help="auto, cuda or cpu")
     if batch_size:
         parser.add_argument("--batch-size", type=int, help="files (or long-file segments) per model call")
-    parser.add_argument("--fp16", action="store_true", default=None, help="half precision on CUDA")
-    parser.add_argument("--int8", action="store_true", default=None,
+    on_off = argparse.BooleanOptionalAction  # --x switches on, --no-x off, neither: config decides
+    parser.add_argument("--fp16", action=on_off, default=None, help="half precision on CUDA")
+    parser.add_argument("--int8", action=on_off, default=None,
                         help="CPU: int8 linear layers (faster; tokens may differ from fp32)")
-    parser.add_argument("--preload-audio", action="store_true", default=None,
+    parser.add_argument("--preload-audio", action=on_off, default=None,
                         help="decode and extract features on worker threads ahead of the model")
     parser.add_argument("--config", help="config.yaml to read (default: the project's)")
 

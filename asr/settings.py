@@ -1,9 +1,11 @@
 """Typed settings from config.yaml, environment and CLI, in that order of rising precedence.
 
-Every key has one dotted name (`feature_cache.max_size_mb`), one environment variable (the dotted
-name upper-cased with `_`: `FEATURE_CACHE_MAX_SIZE_MB`, `PRELOAD_AUDIO`) and is validated at start:
-an unknown key or a bad value stops the program with a message naming the key and what it allows,
-instead of surfacing as a strange failure in the middle of a batch.
+Every key has one dotted name (`feature_cache.max_size_mb`), one environment variable (`SEACO_`
+plus the dotted name upper-cased with `_`: `SEACO_FEATURE_CACHE_MAX_SIZE_MB`) and is validated at
+start: an unknown key or a bad value stops the program with a message naming the key and what it
+allows, instead of surfacing as a strange failure in the middle of a batch. The prefix keeps a
+user's unrelated variables (`LOG_LEVEL=warn` for another program, `MODEL`, `DEVICE`) out of our
+settings; `PRELOAD_AUDIO` is also read unprefixed, as the product has always documented it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class FeatureCacheSettings:
     enable: bool = False
     max_size_mb: int = field(default=512, metadata=_at_least(1))
     dir: str = ""
+    max_disk_mb: int = field(default=2048, metadata=_at_least(1))
 
 
 @dataclass
@@ -161,8 +164,20 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
+ENV_PREFIX = "SEACO_"
+ENV_ALIASES = {"preload_audio": "PRELOAD_AUDIO"}  # unprefixed names kept for compatibility
+
+
 def env_name(key: str) -> str:
-    return key.replace(".", "_").upper()
+    return ENV_PREFIX + key.replace(".", "_").upper()
+
+
+def _from_environment(key: str, environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """(variable, value) for `key`: the prefixed name wins over an alias; empty means unset."""
+    for name in (env_name(key), ENV_ALIASES.get(key)):
+        if name and environ.get(name, "") != "":
+            return name, environ[name]
+    return None
 
 
 def _describe(hint: Any, meta: dict) -> str:
@@ -295,9 +310,10 @@ def load_settings(
         for key, value in read_config_file(path).items():
             _set(settings, key, coerce(key, value, str(path)))
     for key in SCHEMA:
-        name = env_name(key)
-        if name in environ and environ[name] != "":
-            _set(settings, key, coerce(key, environ[name], f"environment variable {name}"))
+        found = _from_environment(key, environ)
+        if found is not None:
+            name, value = found
+            _set(settings, key, coerce(key, value, f"environment variable {name}"))
     for key, value in (overrides or {}).items():
         if value is not None:
             _set(settings, key, coerce(key, value, "the command line"))

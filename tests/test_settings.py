@@ -25,7 +25,7 @@ def test_project_config_loads_and_matches_builtin_defaults():
 
 def test_precedence_cli_over_env_over_file(tmp_path):
     config = write_config(tmp_path, "batch_size: 3\npreload_audio: false\ndevice: cpu\n")
-    env = {"BATCH_SIZE": "5", "PRELOAD_AUDIO": "true"}
+    env = {"SEACO_BATCH_SIZE": "5", "PRELOAD_AUDIO": "true"}
     assert load_settings(config, environ={}).batch_size == 3
     from_env = load_settings(config, environ=env)
     assert (from_env.batch_size, from_env.preload_audio, from_env.device) == (5, True, "cpu")
@@ -36,11 +36,33 @@ def test_precedence_cli_over_env_over_file(tmp_path):
 
 def test_nested_keys_from_env_and_file(tmp_path):
     config = write_config(tmp_path, "feature_cache:\n  enable: true\n  max_size_mb: 64\n")
-    env = {"FEATURE_CACHE_MAX_SIZE_MB": "32", "BATCH_ALLOWED_DIRS": "/a,/b"}
+    env = {"SEACO_FEATURE_CACHE_MAX_SIZE_MB": "32", "SEACO_BATCH_ALLOWED_DIRS": "/a,/b"}
     settings = load_settings(config, environ=env)
     assert settings.feature_cache.enable is True
     assert settings.feature_cache.max_size_mb == 32
     assert settings.batch.allowed_dirs == ["/a", "/b"]
+
+
+def test_unrelated_environment_variables_are_ignored(tmp_path):
+    """Another program's LOG_LEVEL=warn, MODEL or DEVICE must neither stop nor steer the app."""
+    config = write_config(tmp_path, "device: cpu\n")
+    foreign = {"LOG_LEVEL": "warn", "MODEL": "gpt-4o", "DEVICE": "gpu", "BATCH_SIZE": "lots",
+               "SERVER_PORT": "0", "FP16": "sometimes"}
+    settings = load_settings(config, environ=foreign)
+    assert (settings.log_level, settings.model, settings.device) == ("INFO", DEFAULT_MODEL, "cpu")
+    assert (settings.batch_size, settings.server.port, settings.fp16) == (4, 7860, False)
+    ours = load_settings(config, environ={**foreign, "SEACO_LOG_LEVEL": "warning", "SEACO_DEVICE": "auto"})
+    assert (ours.log_level, ours.device) == ("WARNING", "auto")
+
+
+def test_every_setting_has_a_prefixed_variable_and_preload_audio_keeps_its_old_name(tmp_path):
+    from asr.settings import SCHEMA, env_name
+
+    assert all(env_name(key).startswith("SEACO_") for key in SCHEMA)
+    config = write_config(tmp_path, "")
+    assert load_settings(config, environ={"PRELOAD_AUDIO": "true"}).preload_audio is True
+    both = {"PRELOAD_AUDIO": "true", "SEACO_PRELOAD_AUDIO": "false"}
+    assert load_settings(config, environ=both).preload_audio is False  # the prefixed name wins
 
 
 @pytest.mark.parametrize(
@@ -90,7 +112,7 @@ def test_every_key_in_project_config_is_commented():
 def test_non_finite_numbers_are_refused(tmp_path, value):
     config = write_config(tmp_path, "{}\n")
     with pytest.raises(SettingsError, match="finite number"):
-        load_settings(config, environ={"INPUT_SEGMENT_S": value})
+        load_settings(config, environ={"SEACO_INPUT_SEGMENT_S": value})
 
 
 def test_readme_names_every_config_key():
@@ -100,3 +122,20 @@ def test_readme_names_every_config_key():
     readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
     unnamed = [key for key in SCHEMA if f"`{key.split('.')[-1]}`" not in readme]
     assert not unnamed, f"README.md does not name: {unnamed}"
+
+
+def test_on_off_flags_switch_both_ways(tmp_path):
+    """--no-x turns off what config.yaml turns on; leaving both out lets the file decide."""
+    import launch
+    from asr.console import engine_overrides
+
+    config = write_config(tmp_path, "int8: true\npreload_audio: true\nfp16: false\n")
+
+    def settings_from(*argv: str):
+        return load_settings(config, environ={}, overrides=engine_overrides(launch.parse_args(list(argv))))
+
+    off = settings_from("--no-int8", "--no-preload-audio")
+    assert (off.int8, off.preload_audio, off.fp16) == (False, False, False)
+    kept = settings_from()
+    assert (kept.int8, kept.preload_audio) == (True, True)
+    assert settings_from("--fp16").fp16 is True and settings_from("--no-fp16").fp16 is False

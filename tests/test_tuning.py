@@ -189,7 +189,7 @@ def test_cli_end_to_end_writes_json_and_saves(tmp_path, wav):
     config.write_text(original.replace("\nbatch_size: 4\n", "\nbatch_size: 99\n"))  # never recommended
     before = config.read_text().split("\n")
     out = tmp_path / "report.json"
-    env = {k: v for k, v in os.environ.items() if k not in ("BATCH_SIZE", "MODEL", "DEVICE")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEACO_")}
     proc = subprocess.run(
         [sys.executable, "-m", "tuning", str(wav), "--model", "random:tiny", "--device", "cpu",
          "--sizes", "2,4", "--copies", "3", "--repeats", "2", "--config", str(config),

@@ -237,8 +237,8 @@ def test_batch_progress_advances_per_file(served, clip_dir):
 
 
 def test_launch_flags_become_settings(monkeypatch):
-    for name in ("SERVER_HOST", "SERVER_PORT", "BATCH_SIZE", "MODEL", "DEVICE"):
-        monkeypatch.delenv(name, raising=False)
+    for name in [n for n in os.environ if n.startswith("SEACO_")]:
+        monkeypatch.delenv(name)
     empty = str(PROJECT_ROOT / "tests" / "empty_config.yaml")
     settings = settings_for_command(empty, launch.overrides_from_args(launch.parse_args(
         ["--listen", "--port", "8123", "--batch-size", "6", "--model", "random:tiny", "--device", "cpu"])))
