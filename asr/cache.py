@@ -69,10 +69,12 @@ def cache_key(audio_md5: str, fingerprint: str) -> str:
 class FeatureCache:
     """Thread-safe; shared by preload workers and concurrent web users."""
 
-    def __init__(self, max_bytes: int, directory: Path | None = None, enabled: bool = True):
+    def __init__(self, max_bytes: int, directory: Path | None = None, enabled: bool = True,
+                 max_disk_bytes: int = 2048 * 2**20):
         self.enabled = enabled
         self.max_bytes = max_bytes
         self.directory = directory
+        self.max_disk_bytes = max_disk_bytes  # not enforced yet: the disk-bound change does it
         self._entries: OrderedDict[str, CachedFeatures] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()

@@ -107,6 +107,7 @@ class Engine:
             max_bytes=fc.max_size_mb * 2**20,
             directory=settings.resolve_path(fc.dir) if fc.dir else None,
             enabled=fc.enable,
+            max_disk_bytes=fc.max_disk_mb * 2**20,
         )
         self.default_batch_size = settings.batch_size
         self._model_lock = threading.Lock()
