@@ -291,7 +291,8 @@ def build_app(engine: Engine) -> gr.Blocks:
         return (result.text, round(result.confidence, 3), round(result.duration_s, 2),
                 round(result.processing_s, 2), _speed(result), [str(txt), str(js)])
 
-    def _run_many(paths: list[str], names: list[str] | None, hotwords: str, batch_size, progress):
+    def _run_many(paths: list[str], names: list[str] | None, hotwords: str, batch_size, progress,
+                  confine_to: list[Path] | None = None):
         size = _batch_size(batch_size, engine)
         total = len(paths)
         progress((0, total), desc=f"0/{total} files", unit="files")
@@ -299,7 +300,8 @@ def build_app(engine: Engine) -> gr.Blocks:
         def advance(done: int, all_files: int, name: str) -> None:
             progress((done, all_files), desc=f"{done}/{all_files} files · {name}", unit="files")
 
-        run = engine.run(paths, batch_size=size, hotwords=hotwords or None, progress=advance)
+        run = engine.run(paths, batch_size=size, hotwords=hotwords or None, progress=advance,
+                         confine_to=confine_to)
         results = run.results
         if names:
             for result, name in zip(results, names, strict=True):
@@ -336,7 +338,8 @@ def build_app(engine: Engine) -> gr.Blocks:
         log.info("folder %s: %d audio file(s), %.1f MB", real, len(listing.files),
                  listing.total_bytes / 2**20)
         names = [listing.relative_name(p) for p in listing.files]
-        return _run_many([str(p) for p in listing.files], names, hotwords, batch_size, progress)
+        return _run_many([str(p) for p in listing.files], names, hotwords, batch_size, progress,
+                         confine_to=roots)
 
     def _sysinfo_outputs(info: sysinfo.SystemInfo) -> tuple[str, dict]:
         lines = ["| Figure | Value |", "|---|---|"]

@@ -22,19 +22,21 @@ import torch
 from . import audio as audio_io
 from .cache import CachedFeatures, FeatureCache, cache_key
 from .features import FeatureExtractor
+from .folders import read_confined
 from .gpu import release_cached_memory
 from .hotwords import parse_hotwords
 from .model import LoadedModel, load_model, quantize_int8
 from .pipeline import PreloadPipeline, Prepared, run_inline
 from .recognizer import BatchTimings, Decoded, Recognizer
 from .results import Result, RunStats, Transcription, join_text
-from .segment import split_points
+from .segment import quiet_split_frame, split_points
 from .settings import Settings, coerce
 
 log = logging.getLogger(__name__)
 
 AudioInput = str | Path | tuple[np.ndarray, int]
 POOL_BATCHES = 4  # units wait in a pool of this many batches' worth to find batch mates of similar length
+OOM_SPLIT_FLOOR_S = 2.0  # a piece that runs out of memory alone is halved while halves are this long
 Progress = Callable[[int, int, str], None]  # (files done, files total, message)
 
 
@@ -45,14 +47,19 @@ class _Job:
     source: AudioInput
     probed_s: float
     use_cache: bool = True
+    roots: Sequence[Path] | None = None  # read only inside these folders (checked at open time)
 
 
 @dataclass
 class _Unit:
-    """One segment of one file: what actually goes into a batch."""
+    """One segment of one file (or a piece of one): what actually goes into a batch.
+
+    `key` orders the pieces of a file: (segment,) and, after an out-of-memory split, (segment, 0)
+    and (segment, 1), and so on down; sorted keys give the file's pieces in time order.
+    """
 
     item: Prepared
-    segment: int
+    key: tuple[int, ...]
     feats: torch.Tensor
 
 
@@ -61,11 +68,13 @@ class _FileProgress:
     """A file whose segments are still in flight: what its Result will be assembled from."""
 
     item: Prepared
-    decoded: dict[int, Decoded | None] = field(default_factory=dict)  # segment -> result (None: failed)
+    outstanding: set[tuple[int, ...]] = field(default_factory=set)  # unit keys still to come back
+    decoded: dict[tuple[int, ...], Decoded | None] = field(default_factory=dict)  # None: failed
     model_s: float = 0.0  # its share of the model time of every batch it rode in
     batch: int = 0  # the largest batch any of its segments ran in
     backed_off: bool = False
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 class Engine:
@@ -124,15 +133,20 @@ class Engine:
 
     def transcribe(self, inputs: Sequence[AudioInput], batch_size: int | None = None,
                    hotwords: str | list[str] | None = None, progress: Progress | None = None,
-                   preload: bool | None = None, quiet: bool = False) -> list[Result]:
+                   preload: bool | None = None, quiet: bool = False,
+                   confine_to: Sequence[Path] | None = None) -> list[Result]:
         """Recognise `inputs` (paths or (samples, rate)); one Result per input, in input order."""
-        return self.run(inputs, batch_size, hotwords, progress, preload, quiet=quiet).results
+        return self.run(inputs, batch_size, hotwords, progress, preload, quiet=quiet,
+                        confine_to=confine_to).results
 
     def run(self, inputs: Sequence[AudioInput], batch_size: int | None = None,
             hotwords: str | list[str] | None = None, progress: Progress | None = None,
             preload: bool | None = None, use_cache: bool = True,
-            quiet: bool = False) -> Transcription:
+            quiet: bool = False, confine_to: Sequence[Path] | None = None) -> Transcription:
         """Like transcribe, plus the run's statistics (wait time, stage times, back-offs).
+
+        `confine_to`: folder runs pass their allowed roots; every file is then checked against
+        them again when it is opened, so a link swapped in after listing reads nothing outside.
 
         `preload` overrides settings.preload_audio for this call; `use_cache=False` bypasses the
         feature cache (the tuning wizard and benchmark use it so cache hits cannot flatter a size).
@@ -147,7 +161,7 @@ class Engine:
         hotword_ids = self.recognizer.hotword_list(words)
         use_preload = self.settings.preload_audio if preload is None else preload
 
-        jobs = [self._job(i, source, use_cache) for i, source in enumerate(inputs)]
+        jobs = [self._job(i, source, use_cache, confine_to) for i, source in enumerate(inputs)]
         # Longest first: similar lengths share a batch (little padding), and an out-of-memory
         # shows up on the first batch rather than the last.
         ordered = sorted(jobs, key=lambda j: (-j.probed_s, j.index))
@@ -211,9 +225,13 @@ class Engine:
 
     # ---- preparation (runs inline or on preload threads) -----------------------------------
 
-    def _job(self, index: int, source: AudioInput, use_cache: bool) -> _Job:
+    def _job(self, index: int, source: AudioInput, use_cache: bool,
+             roots: Sequence[Path] | None = None) -> _Job:
         if isinstance(source, (str, Path)):
-            return _Job(index, Path(source).name, source, _probe_seconds(Path(source)), use_cache)
+            # A confined file is not probed by name (a FIFO swapped in would block the probe):
+            # its size stands in for its length, for sorting only.
+            probed = _size_seconds(Path(source)) if roots is not None else _probe_seconds(Path(source))
+            return _Job(index, Path(source).name, source, probed, use_cache, roots)
         samples, rate = source
         seconds = len(samples) / rate if rate else 0.0
         return _Job(index, f"input-{index + 1}", source, seconds, use_cache)
@@ -240,7 +258,8 @@ class Engine:
         t0 = time.perf_counter()
         limits = self.settings.input
         if isinstance(job.source, (str, Path)):
-            data = audio_io.read_file(job.source)
+            data = (read_confined(job.source, job.roots) if job.roots is not None
+                    else audio_io.read_file(job.source))
             # Segment length is part of the key: cached segments must match today's setting.
             key = cache_key(audio_io.md5_of(data), f"{self.features.fingerprint}/seg{limits.segment_s:g}")
             cached = self.cache.get(key) if job.use_cache else None
@@ -298,8 +317,13 @@ def _probe_seconds(path: Path) -> float:
                 return container.duration / 1_000_000
     except Exception:  # noqa: BLE001 - corrupt or unknown: decode reports it properly later
         pass
+    return _size_seconds(path)
+
+
+def _size_seconds(path: Path) -> float:
+    """A length guess from the file size alone (16 kHz 16-bit mono)."""
     try:
-        return path.stat().st_size / 32000  # 16 kHz 16-bit mono as a last resort
+        return path.stat().st_size / 32000
     except OSError:
         return 0.0
 
@@ -332,9 +356,10 @@ class _BatchScheduler:
         self.partial: dict[int, _FileProgress] = {}
 
     def add(self, item: Prepared) -> None:
-        self.partial[item.index] = _FileProgress(item)
+        entry = self.partial[item.index] = _FileProgress(item)
         for number, feats in enumerate(item.segments):
-            self.pending.append(_Unit(item, number, feats))
+            self.pending.append(_Unit(item, (number,), feats))
+            entry.outstanding.add((number,))
         while len(self.pending) >= self.size * POOL_BATCHES:
             self._run(self._take_batch())
 
@@ -382,8 +407,7 @@ class _BatchScheduler:
                     continue
                 release_cached_memory()
                 if len(batch) == 1:
-                    self._fail(batch[0], f"out of GPU memory even at batch size 1 ({exc}); a lower "
-                                         "input.segment_s cuts long recordings into smaller pieces")
+                    queue = self._split_or_fail(batch[0], exc) + queue
                     continue
                 half = max(1, len(batch) // 2)
                 log.warning("out of memory at batch size %d; retrying at %d", len(batch), half)
@@ -400,23 +424,55 @@ class _BatchScheduler:
             frames = sum(u.feats.shape[0] for u in batch)
             for unit, result in zip(batch, decoded, strict=True):
                 entry = self.partial[unit.item.index]
-                entry.decoded[unit.segment] = result
+                entry.decoded[unit.key] = result
+                entry.outstanding.discard(unit.key)
                 entry.model_s += elapsed * unit.feats.shape[0] / frames
                 entry.batch = max(entry.batch, len(batch))
                 self._maybe_finish(unit.item.index)
 
+    def _split_or_fail(self, unit: _Unit, exc: BaseException) -> list[list[_Unit]]:
+        """A piece that does not fit even alone is cut in two at its quietest frame near the middle
+        and each half retried, down to OOM_SPLIT_FLOOR_S; only below that does the file fail.
+
+        The halves are recognised as separate inputs, so a word cut at the seam may come out
+        differently than it would whole; a quiet frame makes that rare. The file keeps a warning.
+        """
+        entry = self.partial[unit.item.index]
+        floor = max(1, int(OOM_SPLIT_FLOOR_S * self.engine.features.frames_per_second))
+        cut = quiet_split_frame(unit.feats, floor)
+        if cut is None:
+            self._fail(unit, f"out of GPU memory even at batch size 1, and a piece of "
+                             f"{unit.feats.shape[0] / self.engine.features.frames_per_second:.1f} s "
+                             f"cannot be cut below {OOM_SPLIT_FLOOR_S:g} s ({exc}); a lower "
+                             "input.segment_s cuts long recordings into smaller pieces")
+            return []
+        seconds = unit.feats.shape[0] / self.engine.features.frames_per_second
+        log.warning("out of memory on a %.1f s piece of %s alone; recognising it in two halves cut "
+                    "at a quiet point", seconds, unit.item.name)
+        self.stats.backoffs += 1
+        entry.backed_off = True
+        if not any("cut at quiet points" in w for w in entry.warnings):
+            entry.warnings.append("out of GPU memory even alone: part of this file was recognised in "
+                                  "pieces cut at quiet points (a lower input.segment_s avoids this)")
+        halves = [_Unit(unit.item, unit.key + (0,), unit.feats[:cut]),
+                  _Unit(unit.item, unit.key + (1,), unit.feats[cut:])]
+        entry.outstanding.discard(unit.key)
+        entry.outstanding.update(h.key for h in halves)
+        return [[half] for half in halves]
+
     def _fail(self, unit: _Unit, message: str) -> None:
         entry = self.partial[unit.item.index]
         entry.error = message
-        entry.decoded[unit.segment] = None
+        entry.decoded[unit.key] = None
+        entry.outstanding.discard(unit.key)
         self._maybe_finish(unit.item.index)
 
     def _maybe_finish(self, index: int) -> None:
         entry = self.partial[index]
         item = entry.item
-        if len(entry.decoded) < len(item.segments):
+        if entry.outstanding:
             return
-        pieces = [entry.decoded[n] for n in range(len(item.segments))]
+        pieces = [entry.decoded[key] for key in sorted(entry.decoded)]
         ok = [p for p in pieces if p is not None]
         tokens = [t for p in ok for t in p.token_ids]
         weights = [max(1, len(p.token_ids)) for p in ok]
@@ -427,7 +483,7 @@ class _BatchScheduler:
             confidence=round(confidence, 4), duration_s=item.duration_s, decode_s=item.decode_s,
             features_s=item.features_s, model_s=entry.model_s, batch_size=entry.batch,
             backed_off=entry.backed_off, cache_hit=item.cache_hit, token_ids=tokens,
-            error=entry.error,
+            error=entry.error, warnings=entry.warnings,
         )
         del self.partial[index]
         self.report.done(item.name)

@@ -3,18 +3,22 @@
 A folder path typed into a web page is untrusted input. It is resolved to its real location
 (following every symlink and `..`) and accepted only when that lies inside one of the allowed
 roots; files found inside are checked the same way, so a symlink planted in an allowed folder
-cannot read audio from elsewhere. The batch limits (`batch.max_files`, `batch.max_total_mb`) are
-enforced here for folders and for uploads alike, before any decoding starts.
+cannot read audio from elsewhere. Listing and reading are apart in time, so each file is checked
+again when it is opened, on what was actually opened (`read_confined`): a link swapped in after
+the listing cannot lead the read outside the roots either. The batch limits (`batch.max_files`,
+`batch.max_total_mb`) are enforced here for folders and for uploads alike, before any decoding
+starts.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .audio import AUDIO_EXTENSIONS
+from .audio import AUDIO_EXTENSIONS, AudioError
 
 _MB = 2**20
 
@@ -145,3 +149,39 @@ def list_audio_files(folder: Path, roots: Sequence[Path], max_files: int,
         raise FolderError(f"no audio files found in {folder} (looked for {kinds})")
     check_batch_limits(len(files), total, max_files, max_total_mb)
     return FolderListing(folder, files, total, skipped)
+
+
+def read_confined(path: str | Path, roots: Sequence[Path]) -> bytes:
+    """The bytes of a listed file, read only if what is opened *now* lies inside `roots`.
+
+    The check is made on the open file itself (its path as the kernel sees it), not on the name
+    before opening, so there is no gap between check and use for a swapped link to slip through,
+    whichever component of the path was swapped. O_NONBLOCK keeps a FIFO swapped in from
+    blocking the read; it is then refused as not a regular file.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise AudioError(f"file not found: {path} (removed after the folder was listed?)") from None
+    except OSError as exc:
+        raise AudioError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as handle:
+        real = _opened_path(fd)
+        if real is None or not any(_inside(real, root) for root in roots):
+            raise AudioError(f"{Path(path).name} now leads outside the allowed folders; it was not "
+                             "read (a link changed after the folder was listed)")
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise AudioError(f"{Path(path).name} is not a regular file; it was not read")
+        try:
+            return handle.read()
+        except OSError as exc:
+            raise AudioError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _opened_path(fd: int) -> Path | None:
+    """Where an open file really is (Linux's /proc); None when that cannot be told."""
+    try:
+        return Path(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        return None

@@ -29,6 +29,7 @@ class Result:
     cache_hit: bool = False
     token_ids: list[int] = field(default_factory=list)
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)  # the file succeeded, but the user should know
 
     @property
     def ok(self) -> bool:

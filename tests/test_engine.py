@@ -200,15 +200,50 @@ def test_out_of_memory_backs_off_and_loses_nothing(engine, clip_dir):
     assert {r.file: r.token_ids for r in run.results} == expected
 
 
-def test_out_of_memory_at_batch_one_fails_only_that_file(engine, clip_dir):
+def _speech_pause_speech(reference_wavs, pause_s: float = 1.0) -> tuple[np.ndarray, float, float]:
+    """Two real recordings with a silence between: (samples, pause start s, pause end s)."""
+    first, second = (soundfile.read(p, dtype="float32")[0] for p in reference_wavs[:2])
+    silence = np.zeros(int(pause_s * 16000), dtype=np.float32)
+    return np.concatenate([first, silence, second]), len(first) / 16000, (len(first) + len(silence)) / 16000
+
+
+def test_out_of_memory_alone_halves_the_piece_at_a_quiet_point(engine, reference_wavs):
+    """A piece too big for memory even alone is cut at its pause and recognised in two halves;
+    the halves' tokens, in order, are the file's tokens: nothing lost, nothing doubled."""
+    samples, pause_from, pause_to = _speech_pause_speech(reference_wavs)
+    feats = engine.features(samples)
+    budget = Engine(tiny_settings(simulate_oom_frames=int(feats.shape[0] * 0.7)), loaded=engine.loaded)
+    run = budget.run([(samples, 16000)])
+    result = run.results[0]
+    assert result.ok and result.backed_off and run.stats.backoffs == 1
+    assert any("cut at quiet points" in w for w in result.warnings)
+
+    from asr.segment import quiet_split_frame
+
+    cut = quiet_split_frame(feats, floor=int(2.0 * engine.features.frames_per_second))
+    assert pause_from <= cut / engine.features.frames_per_second <= pause_to
+    halves = engine.recognizer.recognize([feats[:cut]], None) + engine.recognizer.recognize([feats[cut:]], None)
+    assert result.token_ids == [t for half in halves for t in half.token_ids]
+
+
+def test_out_of_memory_splits_stop_at_the_floor(engine, clip_dir):
+    """Below OOM_SPLIT_FLOOR_S a piece is not cut again: that file fails with a clear message;
+    files that fit are untouched."""
+    from asr.engine import OOM_SPLIT_FLOOR_S
+
     files = sorted(clip_dir.glob("*.wav"))
-    # Only clips under ~3 s fit: the rest fail with a clear message, nothing else breaks.
-    tiny_budget = Engine(tiny_settings(simulate_oom_frames=60), loaded=engine.loaded)
+    frames_per_s = engine.features.frames_per_second
+    budget_frames = int(0.8 * OOM_SPLIT_FLOOR_S * frames_per_s)  # fits ~1.6 s: under the floor
+    tiny_budget = Engine(tiny_settings(simulate_oom_frames=budget_frames), loaded=engine.loaded)
     results = tiny_budget.transcribe(files, batch_size=4)
+    alone = {p.name: engine.transcribe([p])[0] for p in files}
     failed = [r for r in results if not r.ok]
     assert failed and len(failed) < len(results)
-    assert all("out of GPU memory even at batch size 1" in r.error for r in failed)
-    assert all(r.duration_s <= 3.5 for r in results if r.ok)
+    assert all("cannot be cut below 2 s" in r.error for r in failed)
+    for r in results:
+        if r.ok:
+            assert r.duration_s * frames_per_s <= budget_frames + 1
+            assert r.token_ids == alone[r.file].token_ids and not r.warnings
 
 
 def test_fast_predictor_is_bit_identical_to_funasr_calc_predictor(engine):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,55 @@ def test_a_fifo_named_like_audio_is_skipped(tmp_path):
     os.mkfifo(root / "pipe.wav")
     listing = list_audio_files(root, [root], max_files=10, max_total_mb=10)
     assert [p.name for p in listing.files] == ["real.wav"]
+
+
+@pytest.fixture
+def audio_tree(tmp_path: Path, clip_dir: Path) -> dict[str, Path]:
+    """allowed/ with three real clips (one in a sub folder) beside outside/ with a secret one."""
+    allowed, outside = tmp_path / "allowed", tmp_path / "outside"
+    (allowed / "sub").mkdir(parents=True)
+    outside.mkdir()
+    shutil.copy(clip_dir / "clip00.wav", allowed / "a.wav")
+    shutil.copy(clip_dir / "clip01.wav", allowed / "b.wav")
+    shutil.copy(clip_dir / "clip02.wav", allowed / "sub" / "c.wav")
+    shutil.copy(clip_dir / "clip05.wav", outside / "secret.wav")
+    shutil.copy(clip_dir / "clip05.wav", outside / "c.wav")
+    return {"allowed": allowed, "outside": outside}
+
+
+def test_a_link_swapped_in_after_listing_reads_nothing_outside(engine, audio_tree):
+    """Between listing and reading, b.wav becomes a link out and sub/ a link to an outside folder:
+    both fail alone with a clear error; a.wav, untouched, is recognised as usual."""
+    allowed, outside = audio_tree["allowed"], audio_tree["outside"]
+    roots = allowed_roots([allowed])
+    listing = list_audio_files(resolve_folder(str(allowed), roots), roots, max_files=10, max_total_mb=10)
+    assert [listing.relative_name(p) for p in listing.files] == ["a.wav", "b.wav", "sub/c.wav"]
+    (allowed / "b.wav").unlink()
+    os.symlink(outside / "secret.wav", allowed / "b.wav")  # the file itself swapped
+    shutil.rmtree(allowed / "sub")
+    os.symlink(outside, allowed / "sub")  # a folder on the path swapped
+    results = engine.transcribe(listing.files, confine_to=roots)
+    assert results[0].ok and results[0].token_ids == engine.transcribe([allowed / "a.wav"])[0].token_ids
+    for swapped in results[1:]:
+        assert not swapped.ok and "now leads outside the allowed folders" in swapped.error
+        assert not swapped.token_ids
+
+
+def test_a_fifo_swapped_in_after_listing_fails_without_blocking(engine, audio_tree):
+    allowed = audio_tree["allowed"]
+    roots = allowed_roots([allowed])
+    listing = list_audio_files(allowed, roots, max_files=10, max_total_mb=10)
+    (allowed / "a.wav").unlink()
+    os.mkfifo(allowed / "a.wav")  # nobody ever writes to it: a blocking open would hang here
+    results = engine.transcribe(listing.files, confine_to=roots)
+    assert "not a regular file" in results[0].error
+    assert all(r.ok for r in results[1:])
+
+
+def test_a_link_inside_the_roots_is_still_read(engine, audio_tree):
+    allowed = audio_tree["allowed"]
+    roots = allowed_roots([allowed])
+    os.symlink(allowed / "a.wav", allowed / "sub" / "alias.wav")
+    listing = list_audio_files(allowed, roots, max_files=10, max_total_mb=10)
+    results = engine.transcribe(listing.files, confine_to=roots)
+    assert all(r.ok for r in results) and len(results) == 4
