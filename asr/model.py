@@ -14,6 +14,7 @@ import os
 import socket
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,10 +87,15 @@ def _download_from_modelscope(model_id: str) -> Path:
         ) from exc
 
 
-def resolve_model_dir(spec: str, cache_dir: Path) -> Path:
+def resolve_model_dir(spec: str, cache_dir: Path,
+                      ensure_random: Callable[[str, Path], Path] = ensure_random_model) -> Path:
+    """The directory of a model given as `random:SIZE`, a local directory or a ModelScope id.
+
+    `ensure_random` builds a `random:` spec into `cache_dir/models` (the ASR model's builder by
+    default; the VAD and punctuation models pass their own)."""
     if is_random_spec(spec):
         try:
-            return ensure_random_model(spec, cache_dir / "models")
+            return ensure_random(spec, cache_dir / "models")
         except ValueError as exc:
             raise ModelLoadError(str(exc)) from None
     local = Path(spec).expanduser()
