@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
+import json
+import logging
+import os
 import shutil
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +19,7 @@ from conftest import tiny_settings
 
 from asr.cache import CachedFeatures, FeatureCache, cache_key
 from asr.engine import Engine
+from asr.settings import PROJECT_ROOT
 
 
 def feats(frames: int, value: float = 0.0) -> CachedFeatures:
@@ -149,3 +158,162 @@ def test_a_changed_segment_length_does_not_reuse_cached_segments(engine, tmp_pat
     assert not fresh.cache_hit
     [again] = at_30.transcribe([long_file])
     assert again.cache_hit and again.token_ids == fresh.token_ids
+
+
+# --- disk tier bound -------------------------------------------------------------------------------
+
+
+def random_feats(seed: int) -> CachedFeatures:
+    """50-300 KB of random float32 features, the same for a seed in every process."""
+    frames = 23 + seed * 37 % 111
+    generator = torch.Generator().manual_seed(seed)
+    return CachedFeatures([torch.randn(frames, 560, generator=generator)], duration_s=frames * 0.06)
+
+
+# Run with python -c: importing this test module would pull in the engine (seconds per process).
+_WRITER = """
+import json, random, sys
+from pathlib import Path
+import torch
+from asr.cache import CachedFeatures, FeatureCache
+""" + inspect.getsource(random_feats) + """
+folder, bound, proc, count = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+cache = FeatureCache(max_bytes=1, directory=folder, max_disk_bytes=bound)  # every get reads disk
+rng = random.Random(proc)
+print("ready", flush=True)
+sys.stdin.readline()
+for i in range(count):
+    cache.put(f"p{proc}-{i}", random_feats(proc * 1000 + i))
+    cache.get(f"p{rng.randrange(3)}-{rng.randrange(i + 1)}")  # races other processes' evictions
+print(json.dumps(cache.stats().to_dict()), flush=True)
+"""
+
+
+def folder_bytes(folder: Path) -> int:
+    total = 0
+    with os.scandir(folder) as listing:
+        for item in listing:
+            try:
+                total += item.stat(follow_symlinks=False).st_size
+            except FileNotFoundError:
+                pass  # evicted, or a temp file renamed, while we looked
+    return total
+
+
+def on_disk(folder: Path) -> set[str]:
+    return {p.stem for p in folder.glob("*.feat")}
+
+
+def backdate(folder: Path, ages_s: dict[str, int]) -> None:
+    now = time.time_ns()
+    for key, age in ages_s.items():
+        then = now - age * 10**9
+        os.utime(folder / f"{key}.feat", ns=(then, then))
+
+
+def disk_cache(folder: Path, entries: int = 3) -> FeatureCache:
+    """Room on disk for ``entries`` of feats(100), the npz header included, but not one more."""
+    one = feats(100).nbytes
+    return FeatureCache(max_bytes=2**26, directory=folder, max_disk_bytes=entries * one + one // 2)
+
+
+def test_disk_folder_never_exceeds_its_bound_with_processes_writing_at_once(tmp_path):
+    bound, count = 3 * 2**20 // 2, 25
+    folder = tmp_path / "fc"
+    folder.mkdir()
+    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, str(folder), str(bound), str(n), str(count)],
+                                cwd=PROJECT_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+               for n in range(3)]
+    for writer in writers:
+        assert writer.stdout.readline().strip() == "ready"
+    for writer in writers:  # start together, so the writes really overlap
+        writer.stdin.write("go\n")
+        writer.stdin.close()
+    largest = samples = 0
+    while any(w.poll() is None for w in writers):
+        largest = max(largest, folder_bytes(folder))
+        samples += 1
+    reports = [json.loads(w.stdout.read()) for w in writers]
+    assert [w.wait() for w in writers] == [0, 0, 0]
+    assert samples > 10 and 0 < largest <= bound
+    assert sum(r["disk_evictions"] for r in reports) > 0
+    assert all(r["corrupt_dropped"] == 0 for r in reports)  # evicted under a reader: a plain miss
+
+    reader = FeatureCache(max_bytes=2**26, directory=folder, max_disk_bytes=bound)
+    stats = reader.stats()
+    assert 3 <= stats.disk_entries and stats.disk_bytes == folder_bytes(folder) <= bound
+    assert not list(folder.glob("*.tmp"))
+    for key in on_disk(folder):
+        proc, i = (int(part) for part in key[1:].split("-"))
+        expected, got = random_feats(proc * 1000 + i), reader.get(key)
+        assert got is not None and got.duration_s == expected.duration_s
+        assert torch.equal(got.segments[0], expected.segments[0])
+    assert reader.stats().disk_hits == stats.disk_entries
+
+
+def test_disk_tier_evicts_the_least_recently_used_entry(tmp_path):
+    writer = disk_cache(tmp_path)
+    for value, key in enumerate("ABC"):
+        writer.put(key, feats(100, value))
+    reader = disk_cache(tmp_path)  # another process, in effect: nothing in its memory
+    assert reader.get("A") is not None and reader.stats().disk_hits == 1  # A is now the newest
+    reader.put("D", feats(100, 3))
+    assert on_disk(tmp_path) == {"A", "C", "D"}
+    stats = reader.stats()
+    assert stats.disk_evictions == 1 and stats.disk_entries == 3
+    assert stats.disk_bytes <= stats.max_disk_bytes == reader.max_disk_bytes
+    assert torch.equal(disk_cache(tmp_path).get("A").segments[0], feats(100, 0).segments[0])
+
+
+def test_memory_hits_keep_the_disk_entry_fresh(tmp_path):
+    cache = disk_cache(tmp_path)
+    for value, key in enumerate("ABC"):
+        cache.put(key, feats(100, value))
+    backdate(tmp_path, {"A": 300, "B": 200, "C": 100})  # as if served from memory for minutes
+    stale = (tmp_path / "A.feat").stat().st_mtime_ns
+    cache.touch_interval_s = 3600
+    assert cache.get("A") is not None  # a memory hit, but put refreshed the file a moment ago
+    assert (tmp_path / "A.feat").stat().st_mtime_ns == stale
+    cache.touch_interval_s = 0
+    assert cache.get("A") is not None and cache.stats().disk_hits == 0
+    assert (tmp_path / "A.feat").stat().st_mtime_ns > stale
+    cache.put("D", feats(100, 3))
+    assert on_disk(tmp_path) == {"A", "C", "D"}
+
+
+def test_entry_larger_than_the_disk_bound_is_not_written_and_evicts_nothing(tmp_path, caplog):
+    cache = disk_cache(tmp_path)
+    cache.put("A", feats(100, 1))
+    cache.put("B", feats(100, 2))
+    with caplog.at_level(logging.INFO, logger="asr.cache"):
+        cache.put("huge", feats(1000))
+    assert on_disk(tmp_path) == {"A", "B"} and not list(tmp_path.glob("*.tmp"))
+    assert cache.stats().disk_evictions == 0
+    assert "larger than the disk bound" in caplog.text
+    assert cache.get("huge") is not None  # still served from memory, which has room for it
+
+
+def test_entry_deleted_by_another_process_is_a_plain_miss(tmp_path, caplog):
+    disk_cache(tmp_path).put("A", feats(100))
+    reader = disk_cache(tmp_path)
+    (tmp_path / "A.feat").unlink()  # another process evicted it after this one looked
+    with caplog.at_level(logging.WARNING, logger="asr.cache"):
+        assert reader.get("A") is None
+    stats = reader.stats()
+    assert stats.misses == 1 and stats.corrupt_dropped == 0 and not caplog.records
+
+
+def test_stale_temp_files_are_removed_and_fresh_ones_count_toward_the_bound(tmp_path):
+    one = feats(100).nbytes
+    stale, fresh = tmp_path / ".killed.tmp", tmp_path / ".writing.tmp"
+    stale.write_bytes(bytes(one))
+    fresh.write_bytes(bytes(one))
+    then = time.time_ns() - 11 * 60 * 10**9
+    os.utime(stale, ns=(then, then))
+    cache = disk_cache(tmp_path)
+    for value, key in enumerate("ABC"):
+        cache.put(key, feats(100, value))
+    assert not stale.exists() and fresh.exists()
+    assert on_disk(tmp_path) == {"B", "C"}  # the fresh temp file took A's room
+    assert folder_bytes(tmp_path) <= cache.max_disk_bytes
