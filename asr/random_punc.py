@@ -1,0 +1,215 @@
+"""Generate FunASR-format CT-Transformer punctuation model directories with random weights.
+
+The real punctuation model (iic/punc_ct-transformer_zh-cn-common-vocab272727-pytorch) comes from
+ModelScope, which development and CI machines cannot reach. A generated directory has the
+ModelScope layout that model uses (config.yaml, model.pt, tokens.json, configuration.json), is
+built by FunASR's own CTTransformer class and loads through `AutoModel.build_model`, so every code
+path is the real one. `large` has the real network (SAN-M encoder, 4 blocks of 256, 8 heads);
+only its vocabulary is ours, so its embedding table is smaller than the real 272727 rows (a
+lookup: the cost per word is the same). `tiny` shrinks the encoder.
+
+Plain random weights punctuate nonsensically: some class wins almost everywhere. The output layer
+is therefore calibrated on sample text so that most words get no mark and commas and sentence
+ends come at rates like real speech, still depending on the words, so sentence cutting downstream
+sees real variety.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import shutil
+import string
+import tempfile
+from pathlib import Path
+
+import torch
+import yaml
+
+from .random_model import build_vocabulary as build_asr_vocabulary
+from .random_model import random_size
+
+log = logging.getLogger(__name__)
+
+GENERATOR_VERSION = 1  # bump when the generated layout or weights change
+
+PUNC_LIST = ["<unk>", "_", "，", "。", "？", "、"]  # the real model's classes, in its order
+SENTENCE_END_ID = 3
+
+# How often each class should win on random text: about one sentence end per 13 words with
+# commas in between, as in transcribed speech. "<unk>" (never a real prediction) gets none.
+TARGET_RATES = {"_": 0.80, "，": 0.11, "。": 0.06, "？": 0.015, "、": 0.015}
+
+# A few English words (lower case, as ASR output and the real vocabulary hold them), so mixed
+# Chinese/English transcripts are looked up instead of all mapping to <unk>.
+ENGLISH_WORDS = (
+    "a an and are as at be but by can do for from go have he hello i if in is it me my no not of ok "
+    "okay on or please say she so that the this to up we what when who why will with world yes you "
+    "ai api app cpu gpu asr email wifi iphone android python google microsoft"
+).split()
+
+# The real config (model_conf, encoder_conf, tokenizer) of the ModelScope model; tiny shrinks it.
+_REAL_CONFIG: dict = {
+    "model": "CTTransformer",
+    "model_conf": {
+        "ignore_id": 0,
+        "embed_unit": 256,
+        "att_unit": 256,
+        "dropout_rate": 0.1,
+        "punc_list": PUNC_LIST,
+        "punc_weight": [1.0] * len(PUNC_LIST),
+        "sentence_end_id": SENTENCE_END_ID,
+    },
+    "encoder": "SANMEncoder",
+    "encoder_conf": {
+        "input_size": 256,
+        "output_size": 256,
+        "attention_heads": 8,
+        "linear_units": 1024,
+        "num_blocks": 4,
+        "dropout_rate": 0.1,
+        "positional_dropout_rate": 0.1,
+        "attention_dropout_rate": 0.0,
+        "input_layer": "pe",
+        "pos_enc_class": "SinusoidalPositionEncoder",
+        "normalize_before": True,
+        "kernel_size": 11,
+        "sanm_shfit": 0,
+        "selfattention_layer_type": "sanm",
+    },
+    "tokenizer": "CharTokenizer",
+    "tokenizer_conf": {"unk_symbol": "<unk>"},
+}
+
+_TINY_OVERRIDES = {
+    "model_conf": {"embed_unit": 64, "att_unit": 64},
+    "encoder_conf": {"input_size": 64, "output_size": 64, "attention_heads": 4, "linear_units": 128,
+                     "num_blocks": 2},
+}
+
+
+def build_config(size: str) -> dict:
+    config = copy.deepcopy(_REAL_CONFIG)
+    if size == "tiny":
+        for section, values in _TINY_OVERRIDES.items():
+            config[section].update(values)
+    return config
+
+
+def build_vocabulary() -> list[str]:
+    """Specials, every CJK character of the ASR random models (large covers tiny), ASCII letters
+    and digits, some English words, <unk> last. One list for both sizes."""
+    cjk = [t for t in build_asr_vocabulary("large") if not t.startswith("<")]
+    singles = list(string.ascii_lowercase + string.digits)
+    words = [w for w in ENGLISH_WORDS if w not in singles]
+    return ["<blank>", "<s>", "</s>", *cjk, *singles, *words, "<unk>"]
+
+
+def _configuration_json() -> dict:
+    return {
+        "framework": "pytorch",
+        "task": "punctuation",
+        "model": {"type": "funasr"},
+        "pipeline": {"type": "funasr-pipeline"},
+        "file_path_metas": {
+            "init_param": "model.pt",
+            "config": "config.yaml",
+            "tokenizer_conf": {"token_list": "tokens.json"},
+        },
+        "generated_by": f"seaco-webui random punctuation generator v{GENERATOR_VERSION}",
+    }
+
+
+def _instantiate(config: dict, vocab_size: int, seed: int) -> torch.nn.Module:
+    from funasr.register import tables
+
+    from .model import import_funasr
+
+    import_funasr()  # registers CTTransformer and SANMEncoder
+
+    model_class = tables.model_classes.get(config["model"])
+    kwargs = copy.deepcopy(config)
+    kwargs.update(kwargs.pop("model_conf"))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = model_class(vocab_size=vocab_size, **kwargs)
+    model.eval()
+    _calibrate_output_layer(model, vocab_size, seed)
+    return model
+
+
+def _fit_biases(logits: torch.Tensor, target: torch.Tensor, steps: int = 300) -> torch.Tensor:
+    """Biases that make argmax(logits + bias) pick each class at about `target`'s rate.
+
+    A class picked too often is pushed down, one picked too rarely pulled up, by the log of the
+    ratio; a handful of classes settles within a few hundred cheap steps."""
+    bias = torch.zeros(logits.shape[1])
+    wanted = target.clamp_min(1e-6)
+    for step in range(steps):
+        picked = (logits + bias).argmax(dim=1)
+        rate = torch.bincount(picked, minlength=logits.shape[1]).float() / logits.shape[0]
+        rate = rate.clamp_min(0.5 / logits.shape[0])
+        bias += (0.5 if step < steps // 2 else 0.1) * (wanted.log() - rate.log())
+        bias -= bias.mean()
+    bias[target == 0] = -1e4
+    return bias
+
+
+def _calibrate_output_layer(model: torch.nn.Module, vocab_size: int, seed: int) -> None:
+    """Scale the output layer to unit-size logits and bias it to realistic mark rates.
+
+    The sample is random word ids in windows of FunASR's lengths (20 new words plus a carried
+    tail), so the rates hold for the windows the punctuator really runs."""
+    generator = torch.Generator().manual_seed(seed + 1)
+    windows, lengths = 96, 36
+    text = torch.randint(3, vocab_size - 1, (windows, lengths), generator=generator)
+    text_lengths = torch.full((windows,), lengths, dtype=torch.int32)
+    with torch.inference_mode():
+        hidden, _, _ = model.encoder(model.embed(text), text_lengths)
+    hidden = hidden.reshape(-1, hidden.shape[-1])
+    target = torch.tensor([TARGET_RATES.get(mark, 0.0) for mark in model.punc_list])
+    with torch.no_grad():
+        decoder = model.decoder
+        logits = hidden @ decoder.weight.T
+        decoder.weight /= logits.std(dim=0, keepdim=True).T.clamp_min(1e-6)
+        logits = hidden @ decoder.weight.T
+        decoder.bias.copy_(_fit_biases(logits, target))
+
+
+def generate(size: str, target: Path, seed: int = 0) -> Path:
+    """Write a complete random-weight punctuation model directory at `target` (atomically)."""
+    config = build_config(size)
+    vocab = build_vocabulary()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        model = _instantiate(config, len(vocab), seed)
+        torch.save(model.state_dict(), staging / "model.pt")
+        (staging / "config.yaml").write_text(
+            yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8"
+        )
+        (staging / "tokens.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+        (staging / "configuration.json").write_text(
+            json.dumps(_configuration_json(), indent=2), encoding="utf-8"
+        )
+        params = sum(p.numel() for p in model.parameters())
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log.info("generated random:%s punctuation model (%.1f M parameters) at %s", size, params / 1e6, target)
+    return target
+
+
+def ensure_random_punc(spec: str, cache_dir: Path) -> Path:
+    """Return the directory for `random:SIZE` (a punctuation model), generating it once."""
+    size = random_size(spec)
+    target = cache_dir / f"random-punc-{size}-v{GENERATOR_VERSION}"
+    if (target / "model.pt").is_file() and (target / "configuration.json").is_file():
+        return target
+    log.info("building random:%s punctuation model into %s (first use only)", size, target)
+    return generate(size, target)
