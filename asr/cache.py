@@ -26,7 +26,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -72,10 +72,12 @@ class CacheStats:
 
 @dataclass
 class CachedFeatures:
-    """Everything the engine needs to skip decoding: per-segment features and the duration."""
+    """Everything the engine needs to skip decoding and VAD: per-segment features, where each
+    segment starts in the recording, and the duration."""
 
     segments: list[torch.Tensor]
     duration_s: float
+    starts_s: list[float] = field(default_factory=list)
 
     @property
     def nbytes(self) -> int:
@@ -145,7 +147,7 @@ class FeatureCache:
         if not self.enabled:
             return
         feats = CachedFeatures([s.detach().to("cpu").contiguous() for s in feats.segments],
-                               float(feats.duration_s))
+                               float(feats.duration_s), [float(t) for t in feats.starts_s])
         with self._lock:
             self._insert(key, feats)
         self._write_disk(key, feats)
@@ -208,7 +210,8 @@ class FeatureCache:
             with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
                 count = int(archive["count"])
                 segments = [torch.from_numpy(archive[f"seg{i}"].copy()) for i in range(count)]
-                feats = CachedFeatures(segments, float(archive["duration_s"]))
+                feats = CachedFeatures(segments, float(archive["duration_s"]),
+                                       [float(t) for t in archive["starts_s"]])
         except (OSError, ValueError, EOFError, KeyError) as exc:
             return self._drop(path, exc)
         self._touch(key)
@@ -227,8 +230,8 @@ class FeatureCache:
             return
         buffer = io.BytesIO()
         arrays = {f"seg{i}": s.numpy() for i, s in enumerate(feats.segments)}
-        np.savez(buffer, count=np.array(len(feats.segments)),
-                 duration_s=np.array(feats.duration_s), **arrays)
+        np.savez(buffer, count=np.array(len(feats.segments)), duration_s=np.array(feats.duration_s),
+                 starts_s=np.array(feats.starts_s, dtype=np.float64), **arrays)
         payload = buffer.getvalue()
         blob = _MAGIC + hashlib.md5(payload).digest() + payload
         if len(blob) > self.max_disk_bytes:

@@ -24,7 +24,8 @@ def configure_logging(level_name: str, quiet: bool = False) -> None:
     logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr, force=True)
 
 
-_ENGINE_FLAGS = ("model", "device", "fp16", "int8", "preload_audio", "batch_size")
+_ENGINE_FLAGS = ("model", "device", "fp16", "int8", "preload_audio", "batch_size", "vad", "punctuation",
+                 "timestamps")
 
 
 def add_engine_flags(parser: argparse.ArgumentParser, batch_size: bool = True) -> None:
@@ -43,6 +44,11 @@ def add_engine_flags(parser: argparse.ArgumentParser, batch_size: bool = True) -
                         help="CPU: int8 linear layers (faster; tokens may differ from fp32)")
     parser.add_argument("--preload-audio", action=on_off, default=None,
                         help="decode and extract features on worker threads ahead of the model")
+    parser.add_argument("--vad", help="speech detection: silero, fsmn, energy or off")
+    parser.add_argument("--punctuation",
+                        help="punctuation model: ModelScope id, local directory, random:tiny, or off")
+    parser.add_argument("--timestamps", action=on_off, default=None,
+                        help="word and sentence times (the timestamp head; a little more model work)")
     parser.add_argument("--config", help="config.yaml to read (default: the project's)")
 
 

@@ -27,10 +27,14 @@ from .gpu import release_cached_memory
 from .hotwords import parse_hotwords
 from .model import LoadedModel, load_model, quantize_int8
 from .pipeline import PreloadPipeline, Prepared, run_inline
+from .punctuation import Punctuator, load_punctuator
 from .recognizer import BatchTimings, Decoded, Recognizer
-from .results import Result, RunStats, Transcription, join_text
-from .segment import quiet_split_frame, split_points
+from .results import Result, RunStats, Transcription
+from .segment import quiet_split_frame
+from .sentences import CueLimits
 from .settings import Settings, coerce
+from .transcript import Piece, assemble
+from .vad import load_detector, plan_segments
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,7 @@ class _Unit:
     item: Prepared
     key: tuple[int, ...]
     feats: torch.Tensor
+    start_s: float = 0.0  # where it starts in its recording
 
 
 @dataclass
@@ -70,6 +75,7 @@ class _FileProgress:
     item: Prepared
     outstanding: set[tuple[int, ...]] = field(default_factory=set)  # unit keys still to come back
     decoded: dict[tuple[int, ...], Decoded | None] = field(default_factory=dict)  # None: failed
+    spans: dict[tuple[int, ...], tuple[float, float]] = field(default_factory=dict)  # key -> (start, end) s
     model_s: float = 0.0  # its share of the model time of every batch it rode in
     batch: int = 0  # the largest batch any of its segments ran in
     backed_off: bool = False
@@ -80,7 +86,9 @@ class _FileProgress:
 class Engine:
     """Loaded once per process; thread-safe. Model calls are serialised (one GPU job at a time)."""
 
-    def __init__(self, settings: Settings, loaded: LoadedModel | None = None):
+    def __init__(self, settings: Settings, loaded: LoadedModel | None = None,
+                 punctuator: Punctuator | None = None):
+        """`loaded` and `punctuator` share models another Engine already loaded (tests, tools)."""
         self.settings = settings
         cache_dir = settings.resolve_path(settings.cache_dir)
         self.loaded = loaded or load_model(settings.model, settings.device, cache_dir,
@@ -118,6 +126,11 @@ class Engine:
             enabled=fc.enable,
             max_disk_bytes=fc.max_disk_mb * 2**20,
         )
+        self.vad = load_detector(settings.vad, settings.vad_model, cache_dir, "cpu")
+        self.punctuator = punctuator if punctuator is not None else (
+            load_punctuator(settings.punctuation, self.loaded.device, cache_dir))
+        self.cue_limits = CueLimits(settings.subtitles.max_s, settings.subtitles.max_chars,
+                                    settings.subtitles.pause_s)
         self.default_batch_size = settings.batch_size
         self._model_lock = threading.Lock()
         precision = "int8" if self.int8 else "fp16" if fp16 else "fp32"
@@ -134,19 +147,22 @@ class Engine:
     def transcribe(self, inputs: Sequence[AudioInput], batch_size: int | None = None,
                    hotwords: str | list[str] | None = None, progress: Progress | None = None,
                    preload: bool | None = None, quiet: bool = False,
-                   confine_to: Sequence[Path] | None = None) -> list[Result]:
+                   confine_to: Sequence[Path] | None = None,
+                   timestamps: bool | None = None) -> list[Result]:
         """Recognise `inputs` (paths or (samples, rate)); one Result per input, in input order."""
         return self.run(inputs, batch_size, hotwords, progress, preload, quiet=quiet,
-                        confine_to=confine_to).results
+                        confine_to=confine_to, timestamps=timestamps).results
 
     def run(self, inputs: Sequence[AudioInput], batch_size: int | None = None,
             hotwords: str | list[str] | None = None, progress: Progress | None = None,
             preload: bool | None = None, use_cache: bool = True,
-            quiet: bool = False, confine_to: Sequence[Path] | None = None) -> Transcription:
+            quiet: bool = False, confine_to: Sequence[Path] | None = None,
+            timestamps: bool | None = None) -> Transcription:
         """Like transcribe, plus the run's statistics (wait time, stage times, back-offs).
 
         `confine_to`: folder runs pass their allowed roots; every file is then checked against
         them again when it is opened, so a link swapped in after listing reads nothing outside.
+        `timestamps` overrides settings.timestamps: word times and sentence segments.
 
         `preload` overrides settings.preload_audio for this call; `use_cache=False` bypasses the
         feature cache (the tuning wizard and benchmark use it so cache hits cannot flatter a size).
@@ -181,8 +197,9 @@ class Engine:
 
         # Side-by-side CPU batches pad nothing, but the same limit bounds how long their lanes sit
         # idle waiting for the batch's longest file: the same sum, lanes x longest - total.
+        with_times = self.settings.timestamps if timestamps is None else bool(timestamps)
         scheduler = _BatchScheduler(self, size, hotword_ids, stats, results, report,
-                                    self.settings.padding_limit_pct / 100.0)
+                                    self.settings.padding_limit_pct / 100.0, with_times)
         try:
             while True:
                 waited = time.perf_counter()
@@ -192,6 +209,7 @@ class Engine:
                     break
                 stats.decode_s += item.decode_s
                 stats.features_s += item.features_s
+                stats.vad_s += item.vad_s
                 stats.cache_hits += int(item.cache_hit)
                 if item.error:
                     results[item.index] = Result(file=item.name, duration_s=item.duration_s,
@@ -260,8 +278,8 @@ class Engine:
         if isinstance(job.source, (str, Path)):
             data = (read_confined(job.source, job.roots) if job.roots is not None
                     else audio_io.read_file(job.source))
-            # Segment length is part of the key: cached segments must match today's setting.
-            key = cache_key(audio_io.md5_of(data), f"{self.features.fingerprint}/seg{limits.segment_s:g}")
+            # How the file is cut is part of the key: cached segments must match today's settings.
+            key = cache_key(audio_io.md5_of(data), f"{self.features.fingerprint}/{self._cut_fingerprint}")
             cached = self.cache.get(key) if job.use_cache else None
             if cached is not None:
                 # Same bytes, same frontend: decoding would give the same samples, so skip it.
@@ -269,6 +287,7 @@ class Engine:
                                           limits.max_duration_s)
                 item.duration_s, item.segments, item.cache_hit = (cached.duration_s,
                                                                   cached.segments, True)
+                item.starts_s = cached.starts_s
                 item.decode_s = time.perf_counter() - t0
                 return
             decoded = audio_io.decode_bytes(data, job.name)
@@ -279,19 +298,29 @@ class Engine:
         audio_io.check_duration(decoded, limits.min_duration_s, limits.max_duration_s)
         t1 = time.perf_counter()
         item.decode_s = t1 - t0
-        ranges = split_points(decoded.samples, limits.segment_s)
+        regions = self.vad.detect(decoded.samples)
+        ranges = plan_segments(decoded.samples, regions, self.vad.name, limits.segment_s,
+                               limits.vad_merge_gap_s)
+        t2 = time.perf_counter()
+        item.vad_s = t2 - t1
         item.segments = [self.features(decoded.samples[a:b]) for a, b in ranges]
+        item.starts_s = [a / audio_io.TARGET_RATE for a, _ in ranges]
         if any(s.shape[0] == 0 for s in item.segments):
             raise audio_io.AudioError("the audio is too short to produce any feature frames")
-        item.features_s = time.perf_counter() - t1
+        item.features_s = time.perf_counter() - t2
         if key and job.use_cache:
-            self.cache.put(key, CachedFeatures(item.segments, item.duration_s))
+            self.cache.put(key, CachedFeatures(item.segments, item.duration_s, item.starts_s))
+
+    @functools.cached_property
+    def _cut_fingerprint(self) -> str:
+        limits = self.settings.input
+        return f"{self.vad.fingerprint}/seg{limits.segment_s:g}/gap{limits.vad_merge_gap_s:g}"
 
     # ---- model -------------------------------------------------------------------------------
 
-    def _recognize(self, units: list[_Unit], hotword_ids, timings: BatchTimings):
+    def _recognize(self, units: list[_Unit], hotword_ids, timings: BatchTimings, timestamps: bool):
         with self._model_lock:
-            return self.recognizer.recognize([u.feats for u in units], hotword_ids, timings)
+            return self.recognizer.recognize([u.feats for u in units], hotword_ids, timings, timestamps)
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -344,8 +373,10 @@ class _BatchScheduler:
     """Fills batches of segments, runs them with out-of-memory back-off, assembles results."""
 
     def __init__(self, engine: Engine, size: int, hotword_ids, stats: RunStats,
-                 results: list[Result | None], report: _ProgressReport, padding_limit: float):
+                 results: list[Result | None], report: _ProgressReport, padding_limit: float,
+                 timestamps: bool = False):
         self.engine = engine
+        self.timestamps = timestamps
         self.padding_limit = padding_limit
         self.size = size
         self.hotword_ids = hotword_ids
@@ -357,9 +388,12 @@ class _BatchScheduler:
 
     def add(self, item: Prepared) -> None:
         entry = self.partial[item.index] = _FileProgress(item)
-        for number, feats in enumerate(item.segments):
-            self.pending.append(_Unit(item, (number,), feats))
+        starts = item.starts_s or [0.0] * len(item.segments)
+        for number, (feats, start) in enumerate(zip(item.segments, starts, strict=True)):
+            self.pending.append(_Unit(item, (number,), feats, start))
             entry.outstanding.add((number,))
+        if not item.segments:
+            self._maybe_finish(item.index)  # no speech at all: an empty transcript, not an error
         while len(self.pending) >= self.size * POOL_BATCHES:
             self._run(self._take_batch())
 
@@ -394,7 +428,7 @@ class _BatchScheduler:
             timings = BatchTimings()
             t0 = time.perf_counter()
             try:
-                decoded = self.engine._recognize(batch, self.hotword_ids, timings)
+                decoded = self.engine._recognize(batch, self.hotword_ids, timings, self.timestamps)
             except Exception as exc:  # noqa: BLE001 - sorted below: memory, or anything else
                 if not _is_out_of_memory(exc):
                     if len(batch) > 1:
@@ -419,12 +453,13 @@ class _BatchScheduler:
                 continue
             elapsed = time.perf_counter() - t0
             self.stats.batches += 1
-            for name in ("encoder_s", "predictor_s", "decoder_s", "postprocess_s"):
+            for name in ("encoder_s", "predictor_s", "decoder_s", "timestamp_s", "postprocess_s"):
                 setattr(self.stats, name, getattr(self.stats, name) + getattr(timings, name))
             frames = sum(u.feats.shape[0] for u in batch)
             for unit, result in zip(batch, decoded, strict=True):
                 entry = self.partial[unit.item.index]
                 entry.decoded[unit.key] = result
+                entry.spans[unit.key] = (unit.start_s, unit.start_s + self._seconds(unit.feats))
                 entry.outstanding.discard(unit.key)
                 entry.model_s += elapsed * unit.feats.shape[0] / frames
                 entry.batch = max(entry.batch, len(batch))
@@ -454,11 +489,15 @@ class _BatchScheduler:
         if not any("cut at quiet points" in w for w in entry.warnings):
             entry.warnings.append("out of GPU memory even alone: part of this file was recognised in "
                                   "pieces cut at quiet points (a lower input.segment_s avoids this)")
-        halves = [_Unit(unit.item, unit.key + (0,), unit.feats[:cut]),
-                  _Unit(unit.item, unit.key + (1,), unit.feats[cut:])]
+        halves = [_Unit(unit.item, unit.key + (0,), unit.feats[:cut], unit.start_s),
+                  _Unit(unit.item, unit.key + (1,), unit.feats[cut:],
+                        unit.start_s + self._seconds(unit.feats[:cut]))]
         entry.outstanding.discard(unit.key)
         entry.outstanding.update(h.key for h in halves)
         return [[half] for half in halves]
+
+    def _seconds(self, feats: torch.Tensor) -> float:
+        return feats.shape[0] / self.engine.features.frames_per_second
 
     def _fail(self, unit: _Unit, message: str) -> None:
         entry = self.partial[unit.item.index]
@@ -472,18 +511,26 @@ class _BatchScheduler:
         item = entry.item
         if entry.outstanding:
             return
-        pieces = [entry.decoded[key] for key in sorted(entry.decoded)]
-        ok = [p for p in pieces if p is not None]
-        tokens = [t for p in ok for t in p.token_ids]
-        weights = [max(1, len(p.token_ids)) for p in ok]
-        confidence = (sum(p.confidence * w for p, w in zip(ok, weights, strict=True)) / sum(weights)
-                      if ok else 0.0)
+        ok = [Piece(*entry.spans[key], entry.decoded[key]) for key in sorted(entry.decoded)
+              if entry.decoded[key] is not None]
+        tokens = [t for p in ok for t in p.decoded.token_ids]
+        weights = [max(1, len(p.decoded.token_ids)) for p in ok]
+        confidence = (sum(p.decoded.confidence * w for p, w in zip(ok, weights, strict=True))
+                      / sum(weights) if ok else 0.0)
+        started = time.perf_counter()
+        punctuator = self.engine.punctuator
+        transcript = assemble(ok, punctuator.punctuate if punctuator else None, self.timestamps,
+                              self.engine.cue_limits)
+        self.stats.punctuation_s += time.perf_counter() - started
+        warnings = entry.warnings + transcript.warnings
+        if not item.segments:
+            warnings.append("no speech found")
         self.results[index] = Result(
-            file=item.name, text=functools.reduce(join_text, (p.text for p in ok), ""),
+            file=item.name, text=transcript.text,
             confidence=round(confidence, 4), duration_s=item.duration_s, decode_s=item.decode_s,
-            features_s=item.features_s, model_s=entry.model_s, batch_size=entry.batch,
+            features_s=item.features_s + item.vad_s, model_s=entry.model_s, batch_size=entry.batch,
             backed_off=entry.backed_off, cache_hit=item.cache_hit, token_ids=tokens,
-            error=entry.error, warnings=entry.warnings,
+            error=entry.error, warnings=warnings, segments=transcript.segments,
         )
         del self.partial[index]
         self.report.done(item.name)

@@ -63,7 +63,11 @@ def _hub_reachable(timeout_s: float = 5.0) -> bool:
         return False
 
 
-def _download_from_modelscope(model_id: str) -> Path:
+_ASR_ADVICE = ("Point --model (or `model:` in config.yaml) at a local model directory, or use --model "
+               "random:tiny / random:large for a random-weight model that exercises every code path.")
+
+
+def _download_from_modelscope(model_id: str, advice: str = _ASR_ADVICE) -> Path:
     from modelscope.hub.snapshot_download import snapshot_download
 
     try:
@@ -73,26 +77,25 @@ def _download_from_modelscope(model_id: str) -> Path:
     if not _hub_reachable():
         raise ModelLoadError(
             f"model '{model_id}' is not in the ModelScope cache and modelscope.cn cannot be "
-            "reached, so it cannot be downloaded. Point --model (or `model:` in config.yaml) at a "
-            "local model directory, or use --model random:tiny / random:large for a random-weight "
-            "model that exercises every code path."
+            f"reached, so it cannot be downloaded. {advice}"
         )
     log.info("downloading %s from ModelScope (first run only)", model_id)
     try:
         return Path(snapshot_download(model_id))
     except Exception as exc:  # noqa: BLE001 - modelscope raises many types
         raise ModelLoadError(
-            f"downloading model '{model_id}' from ModelScope failed: {exc}. Point --model at a "
-            "local model directory, or use --model random:tiny / random:large."
+            f"downloading model '{model_id}' from ModelScope failed: {exc}. {advice}"
         ) from exc
 
 
 def resolve_model_dir(spec: str, cache_dir: Path,
-                      ensure_random: Callable[[str, Path], Path] = ensure_random_model) -> Path:
+                      ensure_random: Callable[[str, Path], Path] = ensure_random_model,
+                      advice: str = _ASR_ADVICE) -> Path:
     """The directory of a model given as `random:SIZE`, a local directory or a ModelScope id.
 
     `ensure_random` builds a `random:` spec into `cache_dir/models` (the ASR model's builder by
-    default; the VAD and punctuation models pass their own)."""
+    default; the VAD and punctuation models pass their own), and `advice` tells a user who cannot
+    download the model what to set instead."""
     if is_random_spec(spec):
         try:
             return ensure_random(spec, cache_dir / "models")
@@ -106,7 +109,7 @@ def resolve_model_dir(spec: str, cache_dir: Path,
         return local.resolve()
     if local.exists() or spec.startswith((".", "/", "~")):
         raise ModelLoadError(f"model path {local} is not a directory")
-    return _download_from_modelscope(spec)
+    return _download_from_modelscope(spec, advice)
 
 
 class _FunasrChatterFilter(logging.Filter):

@@ -31,7 +31,9 @@ class Prepared:
     name: str
     duration_s: float = 0.0
     segments: list[torch.Tensor] = field(default_factory=list)
+    starts_s: list[float] = field(default_factory=list)  # where each segment starts in the recording
     decode_s: float = 0.0
+    vad_s: float = 0.0
     features_s: float = 0.0
     cache_hit: bool = False
     error: str | None = None

@@ -136,7 +136,9 @@ def load_punctuator(spec: str, device: str | torch.device, cache_dir: Path) -> P
     AutoModel = import_funasr().AutoModel
 
     started = time.perf_counter()
-    directory = resolve_model_dir(spec, cache_dir, ensure_random=ensure_random_punc)
+    directory = resolve_model_dir(spec, cache_dir, ensure_random=ensure_random_punc, advice=(
+        "Set --punctuation (or `punctuation:` in config.yaml) to a local model directory, to off, "
+        "or to random:tiny for a random-weight model that exercises the code path."))
     target = device if isinstance(device, torch.device) else resolve_device(device)
     log.debug("loading punctuation model %s from %s on %s", spec, directory, target)
     try:

@@ -23,7 +23,7 @@ import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -37,10 +37,23 @@ from funasr.models.transformer.utils.nets_utils import make_pad_mask  # noqa: E4
 
 
 @dataclass
+class DecodedWord:
+    """One word of a piece: a Chinese character, or a Latin word merged from its subword tokens."""
+
+    text: str
+    logprob: float  # sum of its tokens' log-probabilities
+    tokens: int
+    start_s: float | None = None  # from the piece's start; None without timestamps
+    end_s: float | None = None
+
+
+@dataclass
 class Decoded:
     token_ids: list[int]
     text: str
     confidence: float  # geometric mean of the chosen tokens' probabilities, 0-1
+    words: list[DecodedWord] = field(default_factory=list)
+    timing_note: str | None = None  # set when the timestamp head's output could not be used as is
 
 
 @dataclass
@@ -48,6 +61,7 @@ class BatchTimings:
     encoder_s: float = 0.0
     predictor_s: float = 0.0
     decoder_s: float = 0.0
+    timestamp_s: float = 0.0
     postprocess_s: float = 0.0
 
     @property
@@ -112,19 +126,23 @@ class Recognizer:
             torch.cuda.synchronize(self.device)
 
     def recognize(self, feats: list[torch.Tensor], hotwords: list[list[int]] | None,
-                  timings: BatchTimings | None = None) -> list[Decoded]:
-        """Features of one batch (any lengths) -> one Decoded per file, in the same order."""
+                  timings: BatchTimings | None = None, timestamps: bool = False) -> list[Decoded]:
+        """Features of one batch (any lengths) -> one Decoded per file, in the same order.
+
+        `timestamps` also runs the CIF predictor's timestamp head (FunASR's upsampling CNN and
+        BLSTM) and gives each word its start and end; off, it costs nothing.
+        """
         timings = timings or BatchTimings()
         self._check_budget(feats)
         lanes = min(self.lanes, len(feats))
         if lanes > 1:
-            return self._side_by_side(feats, hotwords, timings, lanes)
+            return self._side_by_side(feats, hotwords, timings, lanes, timestamps)
         if self.device.type == "cpu":
             set_thread_count(self.threads)  # this thread's count; see _side_by_side
-        return self._padded(feats, hotwords, timings)
+        return self._padded(feats, hotwords, timings, timestamps)
 
     def _side_by_side(self, feats: list[torch.Tensor], hotwords: list[list[int]] | None,
-                      timings: BatchTimings, lanes: int) -> list[Decoded]:
+                      timings: BatchTimings, lanes: int, timestamps: bool) -> list[Decoded]:
         """Each file alone, `lanes` at a time, longest first so the lanes finish together.
 
         torch's thread count is per calling thread (OpenMP and MKL both keep it thread-locally),
@@ -151,7 +169,8 @@ class Recognizer:
                 if index is None:
                     return
                 try:
-                    decoded[index] = self._padded([feats[index]], hotwords, lane_timings[number])[0]
+                    decoded[index] = self._padded([feats[index]], hotwords, lane_timings[number],
+                                                  timestamps)[0]
                 except BaseException:
                     failed.set()
                     raise
@@ -173,23 +192,31 @@ class Recognizer:
         return decoded  # type: ignore[return-value]
 
     def _padded(self, feats: list[torch.Tensor], hotwords: list[list[int]] | None,
-                timings: BatchTimings) -> list[Decoded]:
+                timings: BatchTimings, timestamps: bool = False) -> list[Decoded]:
         clock = _Clock(self._sync)
-        log_probs, token_lens = self.log_probs(feats, hotwords, timings, clock)
+        upsampled: list[tuple[torch.Tensor, torch.Tensor]] | None = [] if timestamps else None
+        log_probs, token_lens = self.log_probs(feats, hotwords, timings, clock, upsampled)
         if log_probs is None:
             return [Decoded([], "", 0.0) for _ in feats]
         with torch.inference_mode():
             best_scores, best_ids = log_probs.float().max(dim=-1)
             best_scores, best_ids = best_scores.cpu(), best_ids.cpu()
-        results = [self._finish(best_ids[i, : token_lens[i]], best_scores[i, : token_lens[i]])
+        results = [self._finish(best_ids[i, : token_lens[i]], best_scores[i, : token_lens[i]],
+                                upsampled[i] if upsampled else None)
                    for i in range(len(feats))]
         timings.postprocess_s += clock.lap()
         return results
 
     def log_probs(self, feats: list[torch.Tensor], hotwords: list[list[int]] | None,
-                  timings: BatchTimings | None = None, clock: _Clock | None = None):
+                  timings: BatchTimings | None = None, clock: _Clock | None = None,
+                  upsampled: list | None = None):
         """One padded batch -> (log-probs [batch, tokens, vocab], tokens per file), or (None, counts)
-        when no file has a token. The raw numbers, so tests can compare them bit for bit."""
+        when no file has a token. The raw numbers, so tests can compare them bit for bit.
+
+        Given a list as `upsampled`, it also gets each file's timestamp-head output (upsampled
+        alphas and peaks, on the CPU), computed on that file's own unpadded slice: the head's
+        BLSTM reads every frame it is given, so in a padded batch a file's times would depend on
+        its batch mates."""
         timings = timings or BatchTimings()
         clock = clock or _Clock(self._sync)
         model = self.model
@@ -209,6 +236,12 @@ class Recognizer:
                 token_counts.append(count[0])
             token_lens = torch.stack(token_counts).round().long()
             timings.predictor_s += clock.lap()
+            if upsampled is not None:
+                for row in range(len(feats)):
+                    length = int(encoder_lens[row])
+                    upsampled.append(self.timestamp_head(encoder_out[row : row + 1, :length],
+                                                         token_lens[row : row + 1]))
+                timings.timestamp_s += clock.lap()
 
             if int(token_lens.max()) < 1:
                 return None, token_lens
@@ -243,7 +276,15 @@ class Recognizer:
         acoustic_embeds = acoustic_embeds[:, : int(token_num.max())]
         return acoustic_embeds, token_num, alphas, peaks
 
-    def _finish(self, ids: torch.Tensor, scores: torch.Tensor) -> Decoded:
+    def timestamp_head(self, encoder_out: torch.Tensor, token_num: torch.Tensor):
+        """FunASR's timestamp branch (`get_upsample_timestamp`) for one unpadded file:
+        (upsampled alphas, upsampled peaks) as 1-D CPU tensors, three per encoder frame."""
+        mask = torch.ones(1, 1, encoder_out.size(1), dtype=torch.bool, device=encoder_out.device)
+        _, _, alphas, peaks = self.model.predictor.get_upsample_timestamp(
+            encoder_out, mask, token_num.to(encoder_out.dtype))
+        return alphas[0].float().cpu(), peaks[0].float().cpu()
+
+    def _finish(self, ids: torch.Tensor, scores: torch.Tensor, upsampled=None) -> Decoded:
         from funasr.utils.postprocess_utils import sentence_postprocess
 
         keep = [i for i, token in enumerate(ids.tolist()) if token not in self._special]
@@ -252,8 +293,61 @@ class Recognizer:
             return Decoded([], "", 0.0)
         tokens = self.tokenizer.ids2tokens(token_ids)
         text = sentence_postprocess(tokens)[0]
-        confidence = math.exp(float(scores[keep].mean()))
-        return Decoded(token_ids, text, round(min(1.0, confidence), 4))
+        token_scores = scores[keep].tolist()
+        confidence = math.exp(sum(token_scores) / len(token_scores))
+        times, note = token_times(tokens, upsampled) if upsampled is not None else (None, None)
+        return Decoded(token_ids, text, round(min(1.0, confidence), 4),
+                       words=group_words(tokens, token_scores, times), timing_note=note)
+
+
+_TIME_PER_UPSAMPLED_FRAME_S = 0.060 / 3  # a 60 ms LFR frame is three upsampled frames
+
+
+def token_times(tokens: list[str], upsampled) -> tuple[list[tuple[float, float]], str | None]:
+    """(start, end) in seconds of each token, from the timestamp head, through FunASR's own
+    `ts_prediction_lfr6_standard`; and a note when its output could not be used as is.
+
+    FunASR's function can return a different number of times than tokens (its renormalised
+    firing may miss a peak: the length mismatches of FunASR #1410 and #1795). Times must line up
+    with tokens one for one, so then the piece's span is shared out evenly and the note says so.
+    """
+    from funasr.utils.timestamp_tools import ts_prediction_lfr6_standard
+
+    alphas, peaks = upsampled
+    span_s = len(alphas) * _TIME_PER_UPSAMPLED_FRAME_S
+    _, stamps = ts_prediction_lfr6_standard(alphas.clone(), peaks.clone(), list(tokens))
+    if len(stamps) == len(tokens):
+        return [(start / 1000, end / 1000) for start, end in stamps], None
+    step = span_s / max(1, len(tokens))
+    return ([(i * step, (i + 1) * step) for i in range(len(tokens))],
+            f"the timestamp head gave {len(stamps)} times for {len(tokens)} tokens; times were "
+            "spread evenly over the segment")
+
+
+def group_words(tokens: list[str], scores: list[float],
+                times: list[tuple[float, float]] | None) -> list[DecodedWord]:
+    """Tokens -> words: a Chinese character is a word; Latin subwords ending in "@@" join the
+    next token. `<unk>` is dropped as FunASR's own text drops it (its time goes with it)."""
+    words: list[DecodedWord] = []
+    pending: DecodedWord | None = None
+    for index, token in enumerate(tokens):
+        if token in ("<unk>", "<OOV>", "<s>", "</s>"):
+            continue
+        start, end = times[index] if times is not None else (None, None)
+        piece = token[:-2] if token.endswith("@@") else token
+        if pending is None:
+            pending = DecodedWord(piece, scores[index], 1, start, end)
+        else:
+            pending.text += piece
+            pending.logprob += scores[index]
+            pending.tokens += 1
+            pending.end_s = end
+        if not token.endswith("@@"):
+            words.append(pending)
+            pending = None
+    if pending is not None:
+        words.append(pending)
+    return words
 
 
 def set_thread_count(count: int) -> None:

@@ -14,6 +14,29 @@ def join_text(left: str, right: str) -> str:
 
 
 @dataclass
+class Word:
+    """A word with its time in the recording: a Chinese character or a Latin word."""
+
+    start_s: float
+    end_s: float
+    text: str
+
+
+@dataclass
+class Segment:
+    """A stretch of a transcript with its place in the recording, in faster-whisper's style.
+
+    With punctuation and timestamps these are sentences cut to subtitle size; without, the speech
+    segments the model heard. `words` is filled only when timestamps were asked for."""
+
+    start_s: float
+    end_s: float
+    text: str
+    confidence: float = 0.0
+    words: list[Word] | None = None
+
+
+@dataclass
 class Result:
     """One input's outcome. `error` is None on success, else a message meant for the user."""
 
@@ -30,6 +53,7 @@ class Result:
     token_ids: list[int] = field(default_factory=list)
     error: str | None = None
     warnings: list[str] = field(default_factory=list)  # the file succeeded, but the user should know
+    segments: list[Segment] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -48,6 +72,13 @@ class Result:
         data = asdict(self)
         if not with_tokens:
             data.pop("token_ids")
+        for segment in data["segments"]:
+            segment["start_s"], segment["end_s"] = round(segment["start_s"], 3), round(segment["end_s"], 3)
+            if segment["words"] is None:
+                del segment["words"]
+            else:
+                for word in segment["words"]:
+                    word["start_s"], word["end_s"] = round(word["start_s"], 3), round(word["end_s"], 3)
         data["processing_s"] = round(self.processing_s, 4)
         data["rtf"] = round(self.rtf, 5)
         for key in ("duration_s", "decode_s", "features_s", "model_s"):
@@ -69,7 +100,10 @@ class RunStats:
     encoder_s: float = 0.0
     predictor_s: float = 0.0
     decoder_s: float = 0.0
+    timestamp_s: float = 0.0
     postprocess_s: float = 0.0
+    vad_s: float = 0.0
+    punctuation_s: float = 0.0
     batches: int = 0
     backoffs: int = 0
     requested_batch_size: int = 0

@@ -21,6 +21,8 @@ from typing import Any, get_type_hints
 import yaml
 
 DEFAULT_MODEL = "iic/speech_seaco_paraformer_large_asr_nat-zh-cn-16k-common-vocab8404-pytorch"
+DEFAULT_VAD_MODEL = "iic/speech_fsmn_vad_zh-cn-16k-common-pytorch"
+DEFAULT_PUNCTUATION = "iic/punc_ct-transformer_zh-cn-common-vocab272727-pytorch"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config.yaml"
 
@@ -56,6 +58,14 @@ class InputSettings:
     max_duration_s: float = field(default=3600.0, metadata=_at_least(0.1))
     min_duration_s: float = field(default=0.05, metadata=_at_least(0.0))
     segment_s: float = field(default=60.0, metadata={"min": 5.0, "max": 600.0})
+    vad_merge_gap_s: float = field(default=0.5, metadata={"min": 0.0, "max": 10.0})
+
+
+@dataclass
+class SubtitleSettings:
+    max_s: float = field(default=8.0, metadata={"min": 1.0, "max": 60.0})
+    max_chars: int = field(default=42, metadata={"min": 4, "max": 500})
+    pause_s: float = field(default=1.0, metadata={"min": 0.1, "max": 30.0})
 
 
 @dataclass
@@ -108,12 +118,17 @@ class Settings:
     cpu_lanes: int = field(default=0, metadata=_at_least(0))
     cpu_gemm: str = field(default="onednn", metadata=_choice("onednn", "torch"))
     preload_audio: bool = False
+    vad: str = field(default="silero", metadata=_choice("silero", "fsmn", "energy", "off"))
+    vad_model: str = DEFAULT_VAD_MODEL
+    punctuation: str = DEFAULT_PUNCTUATION
+    timestamps: bool = False
     simulate_oom_frames: int = field(default=0, metadata=_at_least(0))
     log_level: str = field(default="INFO", metadata=_choice("DEBUG", "INFO", "WARNING", "ERROR"))
     preload: PreloadSettings = field(default_factory=PreloadSettings)
     feature_cache: FeatureCacheSettings = field(default_factory=FeatureCacheSettings)
     hotwords: HotwordSettings = field(default_factory=HotwordSettings)
     input: InputSettings = field(default_factory=InputSettings)
+    subtitles: SubtitleSettings = field(default_factory=SubtitleSettings)
     batch: BatchSettings = field(default_factory=BatchSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     tuning: TuningSettings = field(default_factory=TuningSettings)
@@ -130,7 +145,7 @@ class Settings:
 
     def summary(self) -> str:
         keys = ("model", "device", "batch_size", "fp16", "int8", "preload_audio", "feature_cache.enable",
-                "cpu_threads", "cpu_lanes", "cpu_gemm")
+                "cpu_threads", "cpu_lanes", "cpu_gemm", "vad", "punctuation", "timestamps")
         flat = self.flat()
         return ", ".join(f"{key}={flat[key]}" for key in keys)
 

@@ -21,9 +21,13 @@ REFERENCE_WAVS = sorted(TEST_AUDIO.glob("*.wav"))
 
 
 def tiny_settings(**overrides) -> Settings:
-    """Settings for tests: random:tiny on CPU, the project's config.yaml ignored."""
+    """Settings for tests: random:tiny on CPU, the project's config.yaml ignored.
+
+    Whole files cut at quiet points (vad: energy) and no punctuation, unless a test asks: most
+    tests are about batching and must see the pieces they made; the transcript tests ask."""
     base = {"model": "random:tiny", "device": "cpu", "batch_size": 4, "cpu_threads": 2,
-            "preload_audio": False, "feature_cache.enable": False}
+            "preload_audio": False, "feature_cache.enable": False, "vad": "energy",
+            "punctuation": "off"}
     base.update(overrides)
     return load_settings(PROJECT_ROOT / "tests" / "empty_config.yaml", environ={}, overrides=base)
 

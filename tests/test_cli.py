@@ -11,7 +11,9 @@ from asr.settings import PROJECT_ROOT
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "asr", *args], cwd=PROJECT_ROOT, capture_output=True,
-                          text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "HOME": str(PROJECT_ROOT)})
+                          text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "HOME": str(PROJECT_ROOT),
+                                                       # the default model cannot be downloaded here
+                                                       "SEACO_PUNCTUATION": "off"})
 
 
 def test_json_output_and_exit_zero(reference_wavs, loaded_tiny):

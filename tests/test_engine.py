@@ -222,7 +222,7 @@ def test_out_of_memory_alone_halves_the_piece_at_a_quiet_point(engine, reference
 
     cut = quiet_split_frame(feats, floor=int(2.0 * engine.features.frames_per_second))
     assert pause_from <= cut / engine.features.frames_per_second <= pause_to
-    halves = engine.recognizer.recognize([feats[:cut]], None) + engine.recognizer.recognize([feats[cut:]], None)
+    halves = [engine.recognizer.recognize([half], None)[0] for half in (feats[:cut], feats[cut:])]
     assert result.token_ids == [t for half in halves for t in half.token_ids]
 
 
@@ -311,10 +311,10 @@ def test_a_model_failure_fails_only_that_input(engine, clip_dir):
     culprit_frames = engine.features(np.asarray(soundfile.read(files[2], dtype="float32")[0])).shape[0]
     real_recognize = broken.recognizer.recognize
 
-    def recognize(feats, hotwords, timings=None):
+    def recognize(feats, hotwords, timings=None, timestamps=False):
         if any(f.shape[0] == culprit_frames for f in feats):
             raise RuntimeError("simulated kernel failure")
-        return real_recognize(feats, hotwords, timings)
+        return real_recognize(feats, hotwords, timings, timestamps)
 
     broken.recognizer.recognize = recognize
     results = broken.transcribe(files, batch_size=4)
@@ -330,10 +330,10 @@ def test_cublas_allocation_failures_back_off_like_oom(engine, clip_dir):
     flaky = Engine(tiny_settings(padding_limit_pct=1000), loaded=engine.loaded)
     real_recognize = flaky.recognizer.recognize
 
-    def recognize(feats, hotwords, timings=None):
+    def recognize(feats, hotwords, timings=None, timestamps=False):
         if len(feats) > 2:
             raise RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`")
-        return real_recognize(feats, hotwords, timings)
+        return real_recognize(feats, hotwords, timings, timestamps)
 
     flaky.recognizer.recognize = recognize
     run = flaky.run(files, batch_size=4)

@@ -192,6 +192,7 @@ def test_cli_end_to_end_writes_json_and_saves(tmp_path, wav):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEACO_")}
     proc = subprocess.run(
         [sys.executable, "-m", "tuning", str(wav), "--model", "random:tiny", "--device", "cpu",
+         "--punctuation", "off",
          "--sizes", "2,4", "--copies", "3", "--repeats", "2", "--config", str(config),
          "--json", str(out), "--save", "--quiet"],
         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)

@@ -231,7 +231,9 @@ class Bench:
         job = {"variant": spec_variant, "model_dir": str(self.model_dir), "device": self.device,
                "files": [str(c.path) for c in self.clips], "warmup": [str(c.path) for c in self.warmup],
                "batch_size": batch_size, "config": self.args.config,
-               "settings": {"fp16": True} if self.args.fp16 else {}}
+               # C is the bare engine, as A is bare AutoModel: whole files, no punctuation.
+               "settings": {"vad": "energy", "punctuation": "off", "timestamps": False,
+                            **({"fp16": True} if self.args.fp16 else {})}}
         if spec_variant == "C" and quantize:
             job["settings"] = {**job["settings"], "int8": True}
         if spec_variant == "C" and settings:

@@ -58,7 +58,7 @@ def measure_preload(engine: Engine, files: list[Path], repeats: int, batch_size:
 def measure_cache(engine: Engine, files: list[Path], batch_size: int | None) -> dict:
     settings = load_settings(engine.settings.config_path, environ={}, overrides={
         "model": engine.settings.model, "device": engine.settings.device,
-        "feature_cache.enable": True, "feature_cache.dir": "",
+        "feature_cache.enable": True, "feature_cache.dir": "", "punctuation": "off",
     })
     cached = Engine(settings, loaded=engine.loaded)
     first = cached.run(files, batch_size=batch_size).stats
@@ -78,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging("WARNING")
     try:
-        settings = load_settings(None, overrides={"model": args.model, "device": args.device})
+        # Punctuation runs after the model, outside what this measures (decoding, VAD, features).
+        settings = load_settings(None, overrides={"model": args.model, "device": args.device,
+                                                  "punctuation": "off"})
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
