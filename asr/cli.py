@@ -9,8 +9,10 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 from .console import ProgressBar, add_engine_flags, engine_overrides, settings_for_command
+from .export import FORMATS, file_names, parse_formats, render
 
 log = logging.getLogger("asr.cli")
 
@@ -23,13 +25,42 @@ def _parser() -> argparse.ArgumentParser:
     add_engine_flags(run)
     run.add_argument("--hotwords", help="hotwords separated by spaces or commas")
     run.add_argument("--json", action="store_true", help="print a JSON list of results")
+    run.add_argument("--format", help="write one file per input in these formats: txt, json, srt, vtt, "
+                                      "tsv (comma-separated) or all; srt/vtt switch timestamps on")
+    run.add_argument("--output-dir", type=Path,
+                     help="folder for --format files (default: the current folder; with no --format: all)")
     run.add_argument("--quiet", action="store_true", help="log warnings only")
     return parser
 
 
+def _wanted_formats(args: argparse.Namespace) -> list[str]:
+    if args.format is None:
+        return list(FORMATS) if args.output_dir is not None else []
+    return parse_formats(args.format)
+
+
+def _write_files(results, formats: list[str], folder: Path) -> None:
+    """One file per input and format, named after the input (a.wav -> a.srt); a failed input
+    writes nothing (its error is printed and in the exit code)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for result, stem in zip(results, file_names(results), strict=True):
+        if result.ok:
+            for fmt in formats:
+                (folder / f"{stem}.{fmt}").write_text(render(result, fmt), encoding="utf-8")
+    log.info("wrote %s for %d file(s) to %s", ", ".join(formats), sum(r.ok for r in results), folder)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    settings = settings_for_command(args.config, engine_overrides(args), quiet=args.quiet)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        formats = _wanted_formats(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    overrides = engine_overrides(args)
+    if {"srt", "vtt"} & set(formats) and overrides.get("timestamps") is None:
+        overrides["timestamps"] = True  # subtitles want sentence-sized cues, not whole segments
+    settings = settings_for_command(args.config, overrides, quiet=args.quiet)
     if settings is None:
         return 2
 
@@ -45,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelLoadError, HotwordError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if formats:
+        _write_files(results, formats, args.output_dir or Path.cwd())
     if args.json:
         print(json.dumps([r.to_dict() for r in results], ensure_ascii=False, indent=2))
     else:

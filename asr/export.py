@@ -1,8 +1,10 @@
-"""Turn lists of `Result` into the files users download: txt, srt, json, csv and a zip of txt.
+"""Turn results into the files users download: per file txt, json, srt, vtt, tsv; per batch csv,
+json and a zip of the chosen per-file formats.
 
 Pure functions returning str or bytes, so the UI, the CLI and tests share one definition of each
-format and none of them needs a web server to check it. Failed files stay in every export (with
-their error) so an export never silently hides a file that went wrong.
+format and none of them needs a web server to check it. Subtitle cues are the result's segments
+(sentences with timestamps on), never one giant cue per file. Failed files stay in every batch
+export with their error, so an export never silently hides a file that went wrong.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import PurePath
 
-from .results import Result
+from .results import Result, Segment
 
 CSV_COLUMNS = ("file", "text", "confidence", "duration_s", "processing_s", "rtf", "status", "error")
+FORMATS = ("txt", "json", "srt", "vtt", "tsv")
+_MIN_CUE_S = 0.001  # a cue must end after it starts; a zero-length word still gets one
 
 
 def status_of(result: Result) -> str:
@@ -24,40 +28,97 @@ def status_of(result: Result) -> str:
     return "ok" if result.ok else f"error: {result.error}"
 
 
-def to_txt(results: Sequence[Result]) -> str:
-    """One file: just the text. Several: a header line per file, a blank line between files."""
-    if len(results) == 1:
-        r = results[0]
-        return (r.text if r.ok else f"[error] {r.error}") + "\n"
-    blocks = []
-    for r in results:
-        body = r.text if r.ok else f"[error] {r.error}"
-        blocks.append(f"# {r.file}\n{body}\n")
-    return "\n".join(blocks)
+def parse_formats(text: str | Sequence[str]) -> list[str]:
+    """`txt,srt` or ["txt", "srt"] or "all" -> a checked list of FORMATS, in FORMATS' order."""
+    names = [n.strip().lower() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    if "all" in names:
+        return list(FORMATS)
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown or not names:
+        raise ValueError(f"unknown format(s) {', '.join(unknown) or '(none)'}; choose from "
+                         f"{', '.join(FORMATS)} or all")
+    return [f for f in FORMATS if f in names]
 
 
-def _srt_time(seconds: float) -> str:
+# ---- one file ------------------------------------------------------------------------------------
+
+def _clock(seconds: float, separator: str) -> str:
     millis = max(0, int(round(seconds * 1000)))
     hours, rest = divmod(millis, 3_600_000)
     minutes, rest = divmod(rest, 60_000)
     secs, millis = divmod(rest, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d},{millis:03d}"
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
 
 
-def to_srt(results: Sequence[Result]) -> str:
-    """One cue per successful file spanning its whole duration (the engine has no word timings).
-
-    Several files are laid end to end on one timeline, in order, so the cues never overlap.
-    """
+def _cues(result: Result) -> list[Segment]:
+    """Segments fit to be cues: text present, end after start, in time order."""
     cues = []
-    offset = 0.0
+    for segment in result.segments:
+        text = " ".join(segment.text.split())  # a cue line never holds a line break of its own
+        if text:
+            end = max(segment.end_s, segment.start_s + _MIN_CUE_S)
+            cues.append(Segment(segment.start_s, end, text, segment.confidence))
+    return sorted(cues, key=lambda c: (c.start_s, c.end_s))
+
+
+def srt(result: Result) -> str:
+    blocks = [f"{n}\n{_clock(c.start_s, ',')} --> {_clock(c.end_s, ',')}\n{c.text}\n"
+              for n, c in enumerate(_cues(result), 1)]
+    return "\n".join(blocks)
+
+
+def vtt(result: Result) -> str:
+    blocks = [f"{_clock(c.start_s, '.')} --> {_clock(c.end_s, '.')}\n{c.text}\n" for c in _cues(result)]
+    return "WEBVTT\n\n" + "\n".join(blocks)
+
+
+def tsv(result: Result) -> str:
+    """start, end (integer milliseconds, as Whisper writes them) and text: a spreadsheet's view."""
+    lines = ["start\tend\ttext"]
+    lines += [f"{round(c.start_s * 1000)}\t{round(c.end_s * 1000)}\t{c.text.replace(chr(9), ' ')}"
+              for c in _cues(result)]
+    return "\n".join(lines) + "\n"
+
+
+def txt(result: Result) -> str:
+    return (result.text if result.ok else f"[error] {result.error}") + "\n"
+
+
+def json_one(result: Result) -> str:
+    data = result.to_dict()
+    data["status"] = "ok" if result.ok else "error"
+    return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+
+
+WRITERS = {"txt": txt, "json": json_one, "srt": srt, "vtt": vtt, "tsv": tsv}
+
+
+def render(result: Result, fmt: str) -> str:
+    return WRITERS[fmt](result)
+
+
+def file_names(results: Sequence[Result]) -> list[str]:
+    """A distinct stem per input (a.wav and a.mp3 must not overwrite each other's a.srt)."""
+    used: set[str] = set()
+    stems = []
     for r in results:
-        if not r.ok:
-            continue
-        start, end = offset, offset + max(r.duration_s, 0.001)
-        cues.append(f"{len(cues) + 1}\n{_srt_time(start)} --> {_srt_time(end)}\n{r.text}\n")
-        offset = end
-    return "\n".join(cues)
+        stem = PurePath(r.file).stem or "audio"
+        name, number = stem, 2
+        while name in used:
+            name = f"{stem}-{number}"
+            number += 1
+        used.add(name)
+        stems.append(name)
+    return stems
+
+
+# ---- a batch -------------------------------------------------------------------------------------
+
+def to_txt(results: Sequence[Result]) -> str:
+    """One file: just the text. Several: a header line per file, a blank line between files."""
+    if len(results) == 1:
+        return txt(results[0])
+    return "\n".join(f"# {r.file}\n{txt(r)}" for r in results)
 
 
 def to_json(results: Sequence[Result]) -> str:
@@ -89,23 +150,15 @@ def to_csv(results: Sequence[Result]) -> str:
     return "\ufeff" + buffer.getvalue()
 
 
-def _txt_name(file: str, used: set[str]) -> str:
-    stem = PurePath(file).stem or "audio"
-    name = f"{stem}.txt"
-    number = 2
-    while name in used:  # two inputs called a.wav and a.mp3 must not overwrite each other
-        name = f"{stem}-{number}.txt"
-        number += 1
-    used.add(name)
-    return name
-
-
-def to_txt_zip(results: Sequence[Result]) -> bytes:
-    """A zip holding one UTF-8 .txt per input (named after it); failed inputs hold their error."""
+def to_zip(results: Sequence[Result], formats: Sequence[str] = ("txt",)) -> bytes:
+    """One file per input and format (named after the input); a failed input gets
+    `<name>.error.txt` with its error instead, so it is not silently missing."""
     buffer = io.BytesIO()
-    used: set[str] = set()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for r in results:
-            body = r.text if r.ok else f"[error] {r.error}"
-            archive.writestr(_txt_name(r.file, used), body + "\n")
+        for result, stem in zip(results, file_names(results), strict=True):
+            if not result.ok:
+                archive.writestr(f"{stem}.error.txt", txt(result))
+                continue
+            for fmt in formats:
+                archive.writestr(f"{stem}.{fmt}", render(result, fmt))
     return buffer.getvalue()

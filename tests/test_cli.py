@@ -46,3 +46,30 @@ def test_usage_errors_exit_two(reference_wavs, loaded_tiny):
     too_many = run_cli("transcribe", str(reference_wavs[0]), "--model", "random:tiny",
                        "--hotwords", " ".join(f"w{i}" for i in range(12)))
     assert too_many.returncode == 2 and "limit is 10" in too_many.stderr
+
+
+def test_formats_go_to_the_output_dir_one_file_per_input(reference_wavs, tmp_path, loaded_tiny):
+    """--format all writes txt/json/srt/vtt/tsv per input; srt turns timestamps on, so the
+    cues are the JSON's sentence segments with their word times."""
+    import srt
+
+    out = tmp_path / "out"
+    proc = run_cli("transcribe", *map(str, reference_wavs[:2]), "--model", "random:tiny", "--device", "cpu",
+                   "--vad", "silero", "--punctuation", "random:tiny", "--format", "all",
+                   "--output-dir", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    for wav in reference_wavs[:2]:
+        assert sorted(p.name for p in out.glob(f"{wav.stem}.*")) == sorted(
+            f"{wav.stem}.{ext}" for ext in ("txt", "json", "srt", "vtt", "tsv"))
+        data = json.loads((out / f"{wav.stem}.json").read_text(encoding="utf-8"))
+        segments = data["segments"]
+        assert segments and all(s["words"] for s in segments)  # timestamps were switched on
+        cues = list(srt.parse((out / f"{wav.stem}.srt").read_text(encoding="utf-8")))
+        assert [c.content for c in cues] == [s["text"] for s in segments]
+        assert [round(c.start.total_seconds(), 3) for c in cues] == [s["start_s"] for s in segments]
+        assert (out / f"{wav.stem}.txt").read_text(encoding="utf-8") == data["text"] + "\n"
+
+
+def test_unknown_format_is_a_usage_error(reference_wavs):
+    proc = run_cli("transcribe", str(reference_wavs[0]), "--format", "docx")
+    assert proc.returncode == 2 and "choose from txt, json, srt, vtt, tsv" in proc.stderr

@@ -7,8 +7,10 @@ import io
 import json
 import zipfile
 
+import pytest
+
 from asr import export
-from asr.results import Result
+from asr.results import Result, Segment
 
 
 def _results() -> list[Result]:
@@ -53,23 +55,79 @@ def test_csv_has_bom_header_and_quotes_commas():
     assert rows[1][2] == "0.9123"
 
 
-def test_srt_cues_follow_each_other_and_skip_failures():
-    text = export.to_srt(_results())
-    cues = text.strip().split("\n\n")
-    assert len(cues) == 3
-    assert cues[0].splitlines() == ["1", "00:00:00,000 --> 00:00:03,250", "今天天气很好"]
-    assert cues[1].splitlines()[1] == "00:00:03,250 --> 00:01:04,750"
-    assert cues[2].splitlines()[1] == "00:01:04,750 --> 00:01:05,750"
+def _timed() -> Result:
+    segments = [Segment(0.52, 2.481, "今天天气很好。", 0.9), Segment(2.481, 5.0, "我们去公园，好吗？", 0.8),
+                Segment(61.25, 3725.125, "hello 世界", 0.7)]
+    return Result(file="会议/a.wav", text="今天天气很好。我们去公园，好吗？hello 世界", duration_s=3726.0,
+                  segments=segments)
 
 
-def test_zip_has_one_txt_per_input_without_name_clashes():
-    data = export.to_txt_zip(_results())
+def test_srt_parses_with_the_srt_package_and_keeps_segment_times():
+    import srt
+
+    result = _timed()
+    cues = list(srt.parse(export.srt(result)))
+    assert [c.content for c in cues] == [s.text for s in result.segments]
+    for cue, segment in zip(cues, result.segments, strict=True):
+        assert cue.start.total_seconds() == pytest.approx(segment.start_s, abs=5e-4)
+        assert cue.end.total_seconds() == pytest.approx(segment.end_s, abs=5e-4)
+    assert export.srt(result).splitlines()[1] == "00:00:00,520 --> 00:00:02,481"
+    assert "01:02:05,125" in export.srt(result)
+
+
+def test_vtt_parses_with_webvtt_and_keeps_segment_times(tmp_path):
+    import webvtt
+
+    result = _timed()
+    path = tmp_path / "a.vtt"
+    path.write_text(export.vtt(result), encoding="utf-8")
+    captions = webvtt.read(str(path))
+    assert [c.text for c in captions] == [s.text for s in result.segments]
+    for caption, segment in zip(captions, result.segments, strict=True):
+        assert caption.start_in_seconds + caption.start_time.milliseconds / 1000 == pytest.approx(
+            segment.start_s, abs=5e-4)
+        assert caption.end_in_seconds + caption.end_time.milliseconds / 1000 == pytest.approx(
+            segment.end_s, abs=5e-4)
+
+
+def test_tsv_has_millisecond_times_and_one_row_per_segment():
+    rows = list(csv.reader(io.StringIO(export.tsv(_timed())), delimiter="\t"))
+    assert rows[0] == ["start", "end", "text"]
+    assert rows[1] == ["520", "2481", "今天天气很好。"]
+    assert rows[3] == ["61250", "3725125", "hello 世界"]
+
+
+def test_cues_never_run_backwards_or_hold_line_breaks():
+    odd = Result(file="x.wav", text="a b", segments=[Segment(3.0, 3.0, "a\nb"), Segment(1.0, 2.0, "  ")])
+    import srt
+
+    cues = list(srt.parse(export.srt(odd)))
+    assert len(cues) == 1 and cues[0].content == "a b" and cues[0].end > cues[0].start
+
+
+def test_zip_has_each_chosen_format_per_input_without_name_clashes():
+    results = _results()
+    results[0].segments = [Segment(0.0, 3.25, "今天天气很好")]
+    data = export.to_zip(results, ["txt", "srt"])
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         names = archive.namelist()
-        assert names == ["a.txt", "broken.txt", "b.txt", "a-2.txt"]
+        assert names == ["a.txt", "a.srt", "broken.error.txt", "b.txt", "b.srt", "a-2.txt", "a-2.srt"]
         assert archive.read("a.txt").decode("utf-8") == "今天天气很好\n"
         assert archive.read("a-2.txt").decode("utf-8") == "同名文件\n"
-        assert archive.read("broken.txt").decode("utf-8").startswith("[error]")
+        assert archive.read("broken.error.txt").decode("utf-8").startswith("[error]")
+        assert "00:00:03,250" in archive.read("a.srt").decode("utf-8")
+
+
+@pytest.mark.parametrize("text, formats", [("srt", ["srt"]), ("txt, SRT,tsv", ["txt", "srt", "tsv"]),
+                                           ("all", list(export.FORMATS)), (["vtt", "json"], ["json", "vtt"])])
+def test_formats_are_parsed_in_one_order(text, formats):
+    assert export.parse_formats(text) == formats
+
+
+@pytest.mark.parametrize("text", ["", "doc", "srt,pdf"])
+def test_unknown_formats_are_refused(text):
+    with pytest.raises(ValueError, match="choose from txt, json, srt, vtt, tsv"):
+        export.parse_formats(text)
 
 
 def test_status_of():
