@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 TITLE = "Seaco Paraformer 中文语音识别"
 BATCH_HEADERS = ["File", "Text", "Confidence", "Duration (s)", "Processing (s)", "Status"]
+SENTENCE_HEADERS = ["Start", "End", "Text"]
+DEFAULT_ZIP_FORMATS = ["txt", "srt"]
 GPU_QUEUE = "gpu"  # concurrency id shared by every event that runs the model
 LATE_CHUNK_S = 1.0  # a chunk this soon after Stop belongs to the recording that just ended
 BATCH_SIZE_MAX = int(SCHEMA["batch_size"][1]["max"])  # the slider allows what config.yaml allows
@@ -118,9 +120,26 @@ def _speed(result: Result) -> float:
     return round(result.duration_s / result.processing_s, 1) if result.processing_s > 0 else 0.0
 
 
+def _status(result: Result) -> str:
+    """'ok', 'ok (no speech found)' or the error: warnings are worth a glance, not a column."""
+    status = export.status_of(result)
+    return f"{status} ({'; '.join(result.warnings)})" if result.ok and result.warnings else status
+
+
 def _table(results: Sequence[Result]) -> list[list]:
     return [[r.file, r.text, round(r.confidence, 3), round(r.duration_s, 2), round(r.processing_s, 2),
-             export.status_of(r)] for r in results]
+             _status(r)] for r in results]
+
+
+def _sentences(result: Result) -> list[list]:
+    return [[export.clock(s.start_s), export.clock(s.end_s), s.text] for s in result.segments]
+
+
+def _formats(value: Any) -> list[str]:
+    """The zip's formats from the checkbox group (or an API caller's list or "txt,srt")."""
+    if value in (None, "", []):
+        return list(DEFAULT_ZIP_FORMATS)
+    return export.parse_formats(value)
 
 
 def _summary(results: Sequence[Result], stats: RunStats, size: int) -> str:
@@ -268,32 +287,38 @@ def build_app(engine: Engine) -> gr.Blocks:
     # ---- handlers (closures over the engine) ----
 
     @_user_errors
-    def transcribe_file(file, hotwords: str, batch_size, progress=gr.Progress()):
+    def transcribe_file(file, hotwords: str, batch_size, timestamps=None, progress=gr.Progress()):
         """Recognise one audio or video file. Returns text, confidence, duration (s), processing
-        time (s), speed (x real time) and the .txt/.json downloads."""
+        time (s), speed (x real time), the .txt/.json/.srt/.vtt/.tsv downloads and the sentences
+        (start, end, text). `timestamps` (default: the server's setting) gives sentence times."""
         path = _file_path(file)
         if not path:
             raise gr.Error("upload or record an audio file first", print_exception=False)
         size = _batch_size(batch_size, engine)
         progress(None, desc="recognising")
-        run = engine.run([path], batch_size=size, hotwords=hotwords or None)
+        run = engine.run([path], batch_size=size, hotwords=hotwords or None,
+                         timestamps=None if timestamps is None else bool(timestamps))
         result = run.results[0]
         if not result.ok:
             raise gr.Error(f"{Path(path).name}: {result.error}", print_exception=False)
         if result.backed_off:
             gr.Warning(f"ran out of GPU memory at batch size {size}; finished at {result.batch_size}")
+        for warning in result.warnings:
+            gr.Warning(warning)
         folder = _export_dir(export_root)
         stem = Path(path).stem or "audio"
-        txt = folder / f"{stem}.txt"
-        txt.write_text(export.to_txt([result]), encoding="utf-8")
-        js = folder / f"{stem}.json"
-        js.write_text(export.to_json([result]), encoding="utf-8")
+        downloads = []
+        for fmt in export.FORMATS:
+            target = folder / f"{stem}.{fmt}"
+            target.write_text(export.render(result, fmt), encoding="utf-8")
+            downloads.append(str(target))
         return (result.text, round(result.confidence, 3), round(result.duration_s, 2),
-                round(result.processing_s, 2), _speed(result), [str(txt), str(js)])
+                round(result.processing_s, 2), _speed(result), downloads, _sentences(result))
 
-    def _run_many(paths: list[str], names: list[str] | None, hotwords: str, batch_size, progress,
-                  confine_to: list[Path] | None = None):
+    def _run_many(paths: list[str], names: list[str] | None, hotwords: str, batch_size, timestamps,
+                  formats, progress, confine_to: list[Path] | None = None):
         size = _batch_size(batch_size, engine)
+        chosen = _formats(formats)
         total = len(paths)
         progress((0, total), desc=f"0/{total} files", unit="files")
 
@@ -301,7 +326,7 @@ def build_app(engine: Engine) -> gr.Blocks:
             progress((done, all_files), desc=f"{done}/{all_files} files · {name}", unit="files")
 
         run = engine.run(paths, batch_size=size, hotwords=hotwords or None, progress=advance,
-                         confine_to=confine_to)
+                         confine_to=confine_to, timestamps=None if timestamps is None else bool(timestamps))
         results = run.results
         if names:
             for result, name in zip(results, names, strict=True):
@@ -309,7 +334,7 @@ def build_app(engine: Engine) -> gr.Blocks:
         folder = _export_dir(export_root)
         (folder / "results.csv").write_text(export.to_csv(results), encoding="utf-8")
         (folder / "results.json").write_text(export.to_json(results), encoding="utf-8")
-        (folder / "transcripts.zip").write_bytes(export.to_txt_zip(results))
+        (folder / "transcripts.zip").write_bytes(export.to_zip(results, chosen))
         files = [str(folder / n) for n in ("results.csv", "results.json", "transcripts.zip")]
         failed = [r for r in results if not r.ok]
         if failed:
@@ -317,19 +342,22 @@ def build_app(engine: Engine) -> gr.Blocks:
         return _table(results), _summary(results, run.stats, size), files
 
     @_user_errors
-    def transcribe_batch(files, hotwords: str, batch_size, progress=gr.Progress()):
+    def transcribe_batch(files, hotwords: str, batch_size, timestamps=None, formats=None,
+                         progress=gr.Progress()):
         """Recognise many uploaded files. Returns the results table, a summary line and the
-        CSV / JSON / zip-of-txt exports. A bad file fails alone (its Status says why)."""
+        CSV / JSON / zip exports; the zip holds each file in `formats` (txt, json, srt, vtt, tsv;
+        default txt and srt). A bad file fails alone (its Status says why)."""
         paths = [p for p in (_file_path(f) for f in (files or [])) if p]
         if not paths:
             raise gr.Error("upload one or more audio files first", print_exception=False)
         check_paths_limits(paths, settings.batch.max_files, settings.batch.max_total_mb)
-        return _run_many(paths, None, hotwords, batch_size, progress)
+        return _run_many(paths, None, hotwords, batch_size, timestamps, formats, progress)
 
     @_user_errors
-    def transcribe_folder(folder: str, hotwords: str, batch_size, progress=gr.Progress()):
+    def transcribe_folder(folder: str, hotwords: str, batch_size, timestamps=None, formats=None,
+                          progress=gr.Progress()):
         """Recognise every audio file under a server folder (recursively). The folder must lie
-        inside one of the config's batch.allowed_dirs."""
+        inside one of the config's batch.allowed_dirs. Exports as transcribe_batch."""
         real = resolve_folder(folder, roots)
         listing = list_audio_files(real, roots, settings.batch.max_files, settings.batch.max_total_mb)
         if listing.skipped_outside:
@@ -338,8 +366,8 @@ def build_app(engine: Engine) -> gr.Blocks:
         log.info("folder %s: %d audio file(s), %.1f MB", real, len(listing.files),
                  listing.total_bytes / 2**20)
         names = [listing.relative_name(p) for p in listing.files]
-        return _run_many([str(p) for p in listing.files], names, hotwords, batch_size, progress,
-                         confine_to=roots)
+        return _run_many([str(p) for p in listing.files], names, hotwords, batch_size, timestamps,
+                         formats, progress, confine_to=roots)
 
     def _sysinfo_outputs(info: sysinfo.SystemInfo) -> tuple[str, dict]:
         lines = ["| Figure | Value |", "|---|---|"]
@@ -380,6 +408,9 @@ def build_app(engine: Engine) -> gr.Blocks:
                                                      elem_id="single-hotwords")
                         single_batch = _slider(engine, "single-batch",
                                                "segments per model call for long recordings")
+                        single_timestamps = gr.Checkbox(
+                            value=settings.timestamps, label="Sentence times 时间戳 (for subtitles)",
+                            elem_id="single-timestamps")
                         single_start = gr.Button("Start 开始识别", variant="primary", elem_id="single-start")
                     with gr.Column(scale=2):
                         single_text = gr.Textbox(label="Text 识别结果", lines=8, interactive=False,
@@ -393,8 +424,13 @@ def build_app(engine: Engine) -> gr.Blocks:
                                                     interactive=False, elem_id="single-processing")
                             single_speed = gr.Number(label="Speed (x real time)", precision=1,
                                                      interactive=False, elem_id="single-speed")
-                        single_downloads = gr.File(label="Downloads (.txt, .json)", file_count="multiple",
-                                                   interactive=False, elem_id="single-downloads")
+                        single_sentences = gr.Dataframe(
+                            headers=SENTENCE_HEADERS, type="array", interactive=False, wrap=True,
+                            column_widths=["15%", "15%", "70%"], label="Sentences 句子",
+                            elem_id="single-sentences")
+                        single_downloads = gr.File(label="Downloads (.txt, .json, .srt, .vtt, .tsv)",
+                                                   file_count="multiple", interactive=False,
+                                                   elem_id="single-downloads")
 
             with gr.Tab("Batch 批量", id="batch", elem_id="tab-batch"):
                 gr.Markdown(f"Up to **{settings.batch.max_files} files** and "
@@ -421,12 +457,18 @@ def build_app(engine: Engine) -> gr.Blocks:
                     batch_hotwords = gr.Textbox(label=_hotword_label(settings), elem_id="batch-hotwords",
                                                 scale=3)
                     batch_size = _slider(engine, "batch-batch", "files per model call; applies to this run")
+                with gr.Row():
+                    batch_timestamps = gr.Checkbox(value=settings.timestamps,
+                                                   label="Sentence times 时间戳 (for subtitles)",
+                                                   elem_id="batch-timestamps")
+                    batch_formats = gr.CheckboxGroup(list(export.FORMATS), value=DEFAULT_ZIP_FORMATS,
+                                                     label="Formats in the zip", elem_id="batch-formats")
                 batch_summary = gr.Markdown(elem_id="batch-summary")
                 batch_table = gr.Dataframe(headers=BATCH_HEADERS, type="array", interactive=False,
                                            wrap=True, column_widths=["16%", "44%", "9%", "9%", "10%", "12%"],
                                            label="Results", elem_id="batch-table")
-                batch_exports = gr.File(label="Export (CSV, JSON, zip of .txt)", file_count="multiple",
-                                        interactive=False, elem_id="batch-exports")
+                batch_exports = gr.File(label="Export (CSV, JSON, zip of the chosen formats)",
+                                        file_count="multiple", interactive=False, elem_id="batch-exports")
 
             with gr.Tab("Realtime 实时识别", id="live", elem_id="tab-live"):
                 live_parts = _build_live_tab(engine, demo)
@@ -447,18 +489,20 @@ def build_app(engine: Engine) -> gr.Blocks:
 
         # ---- events ----
 
-        single_outputs = [single_text, single_conf, single_dur, single_proc, single_speed, single_downloads]
+        single_outputs = [single_text, single_conf, single_dur, single_proc, single_speed, single_downloads,
+                          single_sentences]
         single_mic.stop_recording(lambda path: path, single_mic, single_file, api_visibility="private",
                                   queue=False)
         single_start.click(lambda: (None,) * len(single_outputs), None, single_outputs,
                            api_visibility="private", queue=False).then(
-            transcribe_file, [single_file, single_hotwords, single_batch], single_outputs,
+            transcribe_file, [single_file, single_hotwords, single_batch, single_timestamps], single_outputs,
             api_name="transcribe_file", concurrency_limit=1, concurrency_id=GPU_QUEUE)
 
         batch_outputs = [batch_table, batch_summary, batch_exports]
-        batch_start.click(transcribe_batch, [batch_files, batch_hotwords, batch_size], batch_outputs,
+        batch_options = [batch_hotwords, batch_size, batch_timestamps, batch_formats]
+        batch_start.click(transcribe_batch, [batch_files, *batch_options], batch_outputs,
                           api_name="transcribe_batch", concurrency_limit=1, concurrency_id=GPU_QUEUE)
-        folder_start.click(transcribe_folder, [batch_folder, batch_hotwords, batch_size], batch_outputs,
+        folder_start.click(transcribe_folder, [batch_folder, *batch_options], batch_outputs,
                            api_name="transcribe_folder", concurrency_limit=1, concurrency_id=GPU_QUEUE)
 
         sys_refresh.click(system_info, None, [sys_table, sys_json], api_name="system_info",

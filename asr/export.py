@@ -42,7 +42,8 @@ def parse_formats(text: str | Sequence[str]) -> list[str]:
 
 # ---- one file ------------------------------------------------------------------------------------
 
-def _clock(seconds: float, separator: str) -> str:
+def clock(seconds: float, separator: str = ".") -> str:
+    """HH:MM:SS.mmm (VTT, tables) or, with ",", HH:MM:SS,mmm (SRT)."""
     millis = max(0, int(round(seconds * 1000)))
     hours, rest = divmod(millis, 3_600_000)
     minutes, rest = divmod(rest, 60_000)
@@ -62,13 +63,13 @@ def _cues(result: Result) -> list[Segment]:
 
 
 def srt(result: Result) -> str:
-    blocks = [f"{n}\n{_clock(c.start_s, ',')} --> {_clock(c.end_s, ',')}\n{c.text}\n"
+    blocks = [f"{n}\n{clock(c.start_s, ',')} --> {clock(c.end_s, ',')}\n{c.text}\n"
               for n, c in enumerate(_cues(result), 1)]
     return "\n".join(blocks)
 
 
 def vtt(result: Result) -> str:
-    blocks = [f"{_clock(c.start_s, '.')} --> {_clock(c.end_s, '.')}\n{c.text}\n" for c in _cues(result)]
+    blocks = [f"{clock(c.start_s, '.')} --> {clock(c.end_s, '.')}\n{c.text}\n" for c in _cues(result)]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 

@@ -269,6 +269,11 @@ class LiveSession:
     `process` itself, as tests do to push 30 minutes of audio faster than real time.
     """
 
+    # Opt-in (off by default): keep the first `keep_audio_s` seconds of the 16 kHz stream the
+    # session analysed, readable with `received_audio`; tests compare the text shown with the
+    # engine's recognition of exactly that audio. Set on a subclass or the instance's class.
+    keep_audio_s: float = 0.0
+
     def __init__(self, engine: Engine, settings: RealtimeSettings, hotwords: str | None = None,
                  *, worker: bool = True):
         self.engine = engine
@@ -296,6 +301,7 @@ class LiveSession:
         self._resampler: StreamResampler | None = None
         self._segmenter = Segmenter(settings.pause_s, settings.max_segment_s)
         self._partial_serial = -1
+        self._kept: list[np.ndarray] = []  # see keep_audio_s; guarded by _lock
 
     # ---- what the UI calls ------------------------------------------------------------------
 
@@ -365,6 +371,11 @@ class LiveSession:
         """Stop the worker without finalising anything (the page went away)."""
         self._halt_worker()
 
+    def received_audio(self) -> np.ndarray:
+        """The kept start of the 16 kHz timeline `spans` refer to (empty unless keep_audio_s)."""
+        with self._lock:
+            return np.concatenate(self._kept) if self._kept else np.zeros(0, dtype=np.float32)
+
     # ---- internals ----------------------------------------------------------------------------
 
     def _reset_text(self) -> None:
@@ -423,7 +434,11 @@ class LiveSession:
                 self._segmenter = Segmenter(self.settings.pause_s, self.settings.max_segment_s)
                 self._partial_serial = -1
                 self._stream_generation = generation
-            utterances = self._segmenter.feed(self._to_16k(chunks, final)) if chunks or final else []
+                self._kept_room = int(self.keep_audio_s * TARGET_RATE)  # a new timeline
+                with self._lock:
+                    self._kept = []
+            utterances = (self._segmenter.feed(self._keep(self._to_16k(chunks, final)))
+                          if chunks or final else [])
             if final:
                 tail = self._segmenter.flush()
                 if tail is not None:
@@ -472,6 +487,13 @@ class LiveSession:
         if not pieces:
             return np.zeros(0, dtype=np.float32)
         return np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+
+    def _keep(self, samples: np.ndarray) -> np.ndarray:
+        if self._kept_room > 0 and samples.size:
+            with self._lock:
+                self._kept.append(samples[:self._kept_room].copy())
+                self._kept_room -= len(self._kept[-1])
+        return samples
 
     def _recognize(self, samples: np.ndarray) -> tuple[str, float, str | None]:
         """(text, seconds taken, error); audio too short to recognise is silently empty."""

@@ -239,8 +239,8 @@ class Recognizer:
             if upsampled is not None:
                 for row in range(len(feats)):
                     length = int(encoder_lens[row])
-                    upsampled.append(self.timestamp_head(encoder_out[row : row + 1, :length],
-                                                         token_lens[row : row + 1]))
+                    upsampled.append(self._timestamp_head_or_error(encoder_out[row : row + 1, :length],
+                                                                   token_lens[row : row + 1]))
                 timings.timestamp_s += clock.lap()
 
             if int(token_lens.max()) < 1:
@@ -284,6 +284,16 @@ class Recognizer:
             encoder_out, mask, token_num.to(encoder_out.dtype))
         return alphas[0].float().cpu(), peaks[0].float().cpu()
 
+    def _timestamp_head_or_error(self, encoder_out: torch.Tensor, token_num: torch.Tensor):
+        """The timestamp head's output, or the error text: times are an extra, and a failure
+        there must cost the file its times only, never its text."""
+        try:
+            return self.timestamp_head(encoder_out, token_num)
+        except Exception as exc:  # noqa: BLE001 - reported on the file as a warning
+            if "out of memory" in str(exc).lower() or isinstance(exc, torch.OutOfMemoryError):
+                raise  # the engine's back-off handles memory, for the whole batch
+            return f"timestamps failed ({type(exc).__name__}: {exc})"
+
     def _finish(self, ids: torch.Tensor, scores: torch.Tensor, upsampled=None) -> Decoded:
         from funasr.utils.postprocess_utils import sentence_postprocess
 
@@ -295,7 +305,12 @@ class Recognizer:
         text = sentence_postprocess(tokens)[0]
         token_scores = scores[keep].tolist()
         confidence = math.exp(sum(token_scores) / len(token_scores))
-        times, note = token_times(tokens, upsampled) if upsampled is not None else (None, None)
+        if isinstance(upsampled, str):
+            times, note = None, upsampled + "; the text is kept without times"
+        elif upsampled is not None:
+            times, note = token_times(tokens, upsampled)
+        else:
+            times, note = None, None
         return Decoded(token_ids, text, round(min(1.0, confidence), 4),
                        words=group_words(tokens, token_scores, times), timing_note=note)
 

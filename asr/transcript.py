@@ -62,7 +62,8 @@ def assemble(pieces: Sequence[Piece], punctuate=None, timestamps: bool = False,
         text = render([TimedWord(word.text, 0.0, 0.0, mark)
                        for (_, word), mark in zip(words, marks, strict=True)])
     timed = [_timed(piece, word, marks[i] if marks else "") for i, (piece, word) in enumerate(words)]
-    if timestamps and timed:
+    have_times = all(word.start_s is not None for _, word in words)
+    if timestamps and timed and have_times:
         groups = _groups_by_cue(timed, words, marks is not None, limits)
         segments = [_segment(timed, [words[i][1] for i in group], group, with_words=True)
                     for group in groups]

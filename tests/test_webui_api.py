@@ -20,6 +20,7 @@ from gradio_client.exceptions import AppError
 
 import launch
 import webui
+from asr import export
 from asr.console import settings_for_command
 from asr.engine import Engine
 from asr.settings import PROJECT_ROOT
@@ -82,17 +83,34 @@ def test_recognition_events_share_one_gpu_slot(served):
 def test_transcribe_file(client, served, reference_wavs):
     wav = reference_wavs[0]
     expected = served["engine"].transcribe([wav])[0]
-    text, confidence, duration, processing, speed, downloads = client.predict(
+    text, confidence, duration, processing, speed, downloads, sentences = client.predict(
         handle_file(str(wav)), "", 2, api_name="/transcribe_file")
     assert text == expected.text and text
     assert confidence == pytest.approx(expected.confidence, abs=1e-3)
     assert duration == pytest.approx(soundfile.info(str(wav)).duration, abs=0.01)
     assert processing > 0 and speed > 0
     by_suffix = {Path(f).suffix: Path(f) for f in downloads}
-    assert set(by_suffix) == {".txt", ".json"}
+    assert set(by_suffix) == {".txt", ".json", ".srt", ".vtt", ".tsv"}
     assert by_suffix[".txt"].read_text(encoding="utf-8") == expected.text + "\n"
-    record = json.loads(by_suffix[".json"].read_text(encoding="utf-8"))[0]
+    record = json.loads(by_suffix[".json"].read_text(encoding="utf-8"))
     assert record["text"] == expected.text and record["status"] == "ok"
+    assert [row[2] for row in sentences["data"]] == [s.text for s in expected.segments]
+
+
+def test_transcribe_file_with_sentence_times(client, served, reference_wavs):
+    """The timestamps input gives sentence rows with times, and the SRT holds the same cues."""
+    import srt
+
+    wav = reference_wavs[1]
+    expected = served["engine"].transcribe([wav], timestamps=True)[0]
+    result = client.predict(handle_file(str(wav)), "", 1, True, api_name="/transcribe_file")
+    rows, downloads = result[6]["data"], result[5]
+    assert rows == [[export.clock(s.start_s), export.clock(s.end_s), s.text] for s in expected.segments]
+    assert all(s.words for s in expected.segments)
+    subtitles = next(Path(f) for f in downloads if f.endswith(".srt")).read_text(encoding="utf-8")
+    cues = list(srt.parse(subtitles))
+    assert [c.content for c in cues] == [s.text for s in expected.segments]
+    assert [round(c.start.total_seconds(), 3) for c in cues] == [round(s.start_s, 3) for s in expected.segments]
 
 
 def test_transcribe_file_with_hotwords_and_a_bad_hotword(client, reference_wavs):
@@ -132,8 +150,20 @@ def test_transcribe_batch_with_a_corrupt_file(client, served, clip_dir, tmp_path
     assert set(names) == {"results.csv", "results.json", "transcripts.zip"}
     assert len(json.loads(names["results.json"].read_text(encoding="utf-8"))) == 3
     assert names["results.csv"].read_text(encoding="utf-8-sig").count("\n") == 4
-    with zipfile.ZipFile(names["transcripts.zip"]) as archive:
-        assert sorted(archive.namelist()) == ["broken.txt", "clip01.txt", "clip03.txt"]
+    with zipfile.ZipFile(names["transcripts.zip"]) as archive:  # the default formats: txt and srt
+        assert sorted(archive.namelist()) == ["broken.error.txt", "clip01.srt", "clip01.txt",
+                                              "clip03.srt", "clip03.txt"]
+
+
+def test_batch_zip_holds_the_chosen_formats(client, clip_dir):
+    files = [handle_file(str(clip_dir / n)) for n in ("clip01.wav", "clip02.wav")]
+    _, _, exports = client.predict(files, "", 2, True, ["vtt", "tsv"], api_name="/transcribe_batch")
+    archive_path = next(Path(f) for f in exports if f.endswith(".zip"))
+    with zipfile.ZipFile(archive_path) as archive:
+        assert sorted(archive.namelist()) == ["clip01.tsv", "clip01.vtt", "clip02.tsv", "clip02.vtt"]
+        assert archive.read("clip01.vtt").decode("utf-8").startswith("WEBVTT")
+    with pytest.raises(AppError, match="not in the list of choices"):  # Gradio checks the choices
+        client.predict(files, "", 2, True, ["docx"], api_name="/transcribe_batch")
 
 
 def test_uploads_over_max_file_size_are_refused(client, tmp_path, reference_wavs):
@@ -234,6 +264,63 @@ def test_batch_progress_advances_per_file(served, clip_dir):
     assert len(table) == 3
     assert [c[0] for c in recorder.calls] == [(0, 3), (1, 3), (2, 3), (3, 3)]
     assert all(c[1].startswith(f"{c[0][0]}/3 files") for c in recorder.calls)
+
+
+def _all_updates(job) -> list:
+    """Every update the client received for a finished job, in order.
+
+    gradio_client queues each server message of a job as a StatusUpdate (progress_data set on
+    "progress" messages) and yields them all from `async for update in job`; Job.status() would
+    only show the latest one, so a poll could miss updates.
+    """
+    import asyncio
+
+    async def collect():
+        return [update async for update in job]
+
+    job.result(timeout=120)  # every update is queued before the job's future completes
+    return asyncio.run(collect())
+
+
+def test_batch_progress_reaches_an_api_client_file_by_file(client, served, tmp_path):
+    """A client of the running server sees k/N progress, with each finished file's name, while a
+    batch runs; not just the final table.
+
+    Gradio sends a job's progress at most every 10 ms, keeping only the newest, so updates made
+    closer together can merge. Four ~30 s files at batch size 1 take tenths of a second each here,
+    so each intermediate update is normally seen; the test asks for at least one, and that those
+    seen advance and name the files, which holds however the server merges them.
+    """
+    files = []
+    for i in range(MAX_FILES):
+        files.append(tmp_path / f"long{i}.wav")
+        soundfile.write(files[-1], speechlike(30 - i, seed=20 + i), 16000, subtype="PCM_16")
+    assert max(f.stat().st_size for f in files) < 2**20  # the fixture's upload cap
+    expected = served["engine"].transcribe(files, batch_size=1)
+    job = client.submit([handle_file(str(f)) for f in files], "", 1, api_name="/transcribe_batch")
+    updates = _all_updates(job)
+
+    total = len(files)
+    progress = [unit for u in updates if getattr(u, "progress_data", None) for unit in u.progress_data]
+    assert progress, f"no progress message among {len(updates)} update(s)"
+    done = [unit.index for unit in progress]
+    assert done == sorted(set(done)), f"progress went back or repeated: {done}"
+    assert any(0 < k < total for k in done), f"no intermediate progress in {done}"
+    named = []
+    for unit in progress:
+        assert (unit.length, unit.unit) == (total, "files")
+        if unit.index == 0:
+            assert unit.desc == f"0/{total} files"
+        else:
+            prefix, name = unit.desc.split(" · ")
+            assert prefix == f"{unit.index}/{total} files"
+            named.append(name)
+    assert set(named) <= {f.name for f in files} and len(named) == len(set(named))
+
+    table, summary, _ = job.result()
+    assert [row[0] for row in table["data"]] == [f.name for f in files]
+    assert [row[1] for row in table["data"]] == [r.text for r in expected]
+    assert f"{total} file(s): {total} ok, 0 failed" in summary and "batch size 1" in summary
 
 
 def test_launch_flags_become_settings(monkeypatch):
