@@ -2,8 +2,8 @@
 batching cannot move, punctuation aligned word for word, subtitle-sized sentences.
 
 Speech ground truth comes from the vendored recordings themselves: a 20 ms frame is speech when
-it is within 35 dB of the recording's loudest frame, in a run of at least 100 ms. The test files join recordings with
-silences of known length, so where every silence lies is known exactly.
+it is within 35 dB of the recording's loudest frame, in a run of at least 100 ms. The test files
+join recordings with silences of known length, so where every silence lies is known exactly.
 """
 
 from __future__ import annotations
