@@ -3,9 +3,11 @@
 Gradio's streaming microphone delivers a 0.1 s chunk every 0.1 s and keeps only the newest one
 while its handler is busy, so `LiveSession.push` only appends the chunk and returns; a worker
 thread per session does the rest once per `update_interval_s`: it resamples the new audio to
-16 kHz, cuts the stream into utterances at pauses (energy below an adaptive noise floor for
-`pause_s`) or at `max_segment_s`, recognises each finished utterance once, and re-recognises only
-the utterance still being spoken for the live partial text. Finished utterances keep only their
+16 kHz, cuts the stream into utterances at pauses (`pause_s` of non-speech by the engine's own
+VAD: Silero, streamed window by window; an energy rule against an adaptive noise floor for the
+other settings) or at `max_segment_s`, recognises each finished utterance once (punctuated by
+the engine's punctuation model, like any transcript), and re-recognises only the utterance still
+being spoken for the live partial text. Finished utterances keep only their
 text, so the audio held never exceeds one utterance plus a bounded backlog: the failure users
 report with other UIs, where memory and latency grow with the whole recording, cannot happen.
 """
@@ -33,10 +35,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FRAME = TARGET_RATE // 20  # 50 ms analysis frames for the pause detector
-FRAME_S = FRAME / TARGET_RATE
-PREROLL_FRAMES = 6  # 0.3 s of quiet kept before speech starts, so its onset is not clipped
-MIN_SPEECH_FRAMES = 3  # 0.15 s of speech-level energy (a short syllable; longer than a click)
+FRAME = TARGET_RATE // 20  # 50 ms analysis frames for the energy pause detector
+FRAME_S = FRAME / TARGET_RATE  # the longest frame of any detector (Silero's are 32 ms)
+PREROLL_S = 0.3  # quiet kept before speech starts, so its onset is not clipped
+MIN_SPEECH_S = 0.15  # speech this long makes an utterance (a short syllable; longer than a click)
 MAX_BACKLOG_S = 60.0  # audio waiting for the worker; older audio is dropped (and reported) past it
 IDLE_EXIT_S = 30.0  # a worker with nothing pushed for this long ends; the next push starts another
 
@@ -114,6 +116,29 @@ class StreamResampler:
             return self._transform(torch.from_numpy(samples)).numpy()
 
 
+class EnergyFrames:
+    """Speech/silence per 50 ms frame by energy, for the `energy` and `off` VAD settings."""
+
+    frame = FRAME
+
+    def __init__(self) -> None:
+        self._detector = _SpeechDetector()
+
+    def speech(self, frames: np.ndarray) -> list[bool]:
+        return [self._detector.is_speech(level) for level in frame_levels(frames).tolist()]
+
+
+def frame_levels(frames: np.ndarray) -> np.ndarray:
+    """Level in dB of each row of (count, frame) samples."""
+    return 10 * np.log10(np.mean(np.square(frames, dtype=np.float64), axis=1) + 1e-10)
+
+
+def frame_detector(engine: Engine):
+    """The engine's own VAD for endpointing where it can stream (Silero), else energy."""
+    vad = getattr(engine, "vad", None)
+    return vad.stream() if hasattr(vad, "stream") else EnergyFrames()
+
+
 class _SpeechDetector:
     """Energy-based speech/silence decision against an adaptive noise floor.
 
@@ -149,18 +174,24 @@ class Utterance:
 class Segmenter:
     """Cuts a 16 kHz stream into utterances at pauses or at a length limit, holding one at most.
 
-    The current utterance lives in one preallocated buffer of `max_segment_s`; while nothing has
-    been said only a short pre-roll is kept, so long silences cost nothing either.
+    Speech or silence is decided per frame by `detector` (the engine's Silero VAD, streaming, by
+    default; energy for the energy/off settings). The current utterance lives in one
+    preallocated buffer of `max_segment_s`; while nothing has been said only a short pre-roll is
+    kept, so long silences cost nothing either.
     """
 
-    def __init__(self, pause_s: float, max_segment_s: float):
-        self.pause_frames = max(1, round(pause_s / FRAME_S))
-        self.max_frames = max(4, int(max_segment_s / FRAME_S))
-        self._audio = np.zeros((self.max_frames + 1) * FRAME, dtype=np.float32)
+    def __init__(self, pause_s: float, max_segment_s: float, detector=None):
+        self._detector = detector or EnergyFrames()
+        self.frame = self._detector.frame
+        frame_s = self.frame / TARGET_RATE
+        self.pause_frames = max(1, round(pause_s / frame_s))
+        self.max_frames = max(4, int(max_segment_s / frame_s))
+        self.preroll_frames = round(PREROLL_S / frame_s)
+        self.min_speech_frames = max(1, round(MIN_SPEECH_S / frame_s))
+        self._audio = np.zeros((self.max_frames + 1) * self.frame, dtype=np.float32)
         self._levels: list[float] = []  # per frame of the current utterance
         self._speech: list[bool] = []
         self._tail = np.zeros(0, dtype=np.float32)  # samples short of a whole frame
-        self._detector = _SpeechDetector()
         self.start = 0  # timeline offset of the current utterance's first sample
         self.speech_frames = 0
         self.silent_run = 0
@@ -168,30 +199,31 @@ class Segmenter:
 
     @property
     def has_speech(self) -> bool:
-        return self.speech_frames >= MIN_SPEECH_FRAMES
+        return self.speech_frames >= self.min_speech_frames
 
     def current(self) -> Utterance:
         """A copy of the unfinished utterance, for a partial recognition."""
-        return Utterance(self._audio[:len(self._levels) * FRAME].copy(), self.start, "partial")
+        return Utterance(self._audio[:len(self._levels) * self.frame].copy(), self.start, "partial")
 
     def feed(self, samples: np.ndarray) -> list[Utterance]:
         data = np.concatenate([self._tail, samples]) if self._tail.size else samples
-        count = len(data) // FRAME
-        self._tail = data[count * FRAME:].copy()
+        count = len(data) // self.frame
+        self._tail = data[count * self.frame:].copy()
         if count == 0:
             return []
-        frames = data[:count * FRAME].reshape(count, FRAME)
-        levels = 10 * np.log10(np.mean(np.square(frames, dtype=np.float64), axis=1) + 1e-10)
+        frames = data[:count * self.frame].reshape(count, self.frame)
+        levels = frame_levels(frames)
+        speech = self._detector.speech(frames)
         finished = []
-        for frame, level in zip(frames, levels.tolist(), strict=True):
-            utterance = self._add(frame, level)
+        for frame, level, is_speech in zip(frames, levels.tolist(), speech, strict=True):
+            utterance = self._add(frame, level, is_speech)
             if utterance is not None:
                 finished.append(utterance)
         return finished
 
     def flush(self) -> Utterance | None:
         """End of stream: the unfinished utterance (with any part-frame) if speech was heard."""
-        used = len(self._levels) * FRAME
+        used = len(self._levels) * self.frame
         tail = self._tail
         utterance = None
         if self.has_speech:
@@ -203,10 +235,9 @@ class Segmenter:
         self.speech_frames = self.silent_run = 0
         return utterance
 
-    def _add(self, frame: np.ndarray, level: float) -> Utterance | None:
-        speech = self._detector.is_speech(level)
+    def _add(self, frame: np.ndarray, level: float, speech: bool) -> Utterance | None:
         index = len(self._levels)
-        self._audio[index * FRAME:(index + 1) * FRAME] = frame
+        self._audio[index * self.frame:(index + 1) * self.frame] = frame
         self._levels.append(level)
         self._speech.append(speech)
         if speech:
@@ -222,7 +253,7 @@ class Segmenter:
                 self.speech_frames = 0
                 self._speech = [False] * frames
             if self.speech_frames == 0:
-                self._forget(max(0, frames - PREROLL_FRAMES))
+                self._forget(max(0, frames - self.preroll_frames))
             return None
         if self.silent_run >= self.pause_frames:
             return self._cut(frames, "pause")
@@ -234,7 +265,7 @@ class Segmenter:
         return None
 
     def _cut(self, frames: int, reason: str) -> Utterance:
-        utterance = Utterance(self._audio[:frames * FRAME].copy(), self.start, reason)
+        utterance = Utterance(self._audio[:frames * self.frame].copy(), self.start, reason)
         self._forget(frames)
         self.speech_frames = sum(self._speech)
         self.silent_run = 0
@@ -249,10 +280,11 @@ class Segmenter:
         if frames <= 0:
             return
         kept = len(self._levels) - frames
-        self._audio[:kept * FRAME] = self._audio[frames * FRAME:(frames + kept) * FRAME]
+        size = self.frame
+        self._audio[:kept * size] = self._audio[frames * size:(frames + kept) * size]
         del self._levels[:frames]
         del self._speech[:frames]
-        self.start += frames * FRAME
+        self.start += frames * size
 
 
 @dataclass
@@ -299,7 +331,7 @@ class LiveSession:
         # Owned by whoever holds _work_lock:
         self._stream_generation = -1
         self._resampler: StreamResampler | None = None
-        self._segmenter = Segmenter(settings.pause_s, settings.max_segment_s)
+        self._segmenter = Segmenter(settings.pause_s, settings.max_segment_s, frame_detector(engine))
         self._partial_serial = -1
         self._kept: list[np.ndarray] = []  # see keep_audio_s; guarded by _lock
 
@@ -431,7 +463,8 @@ class LiveSession:
                 generation = self._generation
             if generation != self._stream_generation:
                 self._resampler = None
-                self._segmenter = Segmenter(self.settings.pause_s, self.settings.max_segment_s)
+                self._segmenter = Segmenter(self.settings.pause_s, self.settings.max_segment_s,
+                                            frame_detector(self.engine))
                 self._partial_serial = -1
                 self._stream_generation = generation
                 self._kept_room = int(self.keep_audio_s * TARGET_RATE)  # a new timeline

@@ -109,16 +109,25 @@ class SileroVad(SpeechDetector):
         audio = torch.from_numpy(padded)
         state = None
         out = []
+        for first in range(0, count, self.CHUNK_WINDOWS):
+            last = min(count, first + self.CHUNK_WINDOWS)
+            probs, state = self.run_windows(audio[first * self.WINDOW:last * self.WINDOW + self.CONTEXT],
+                                            state)
+            out.append(probs)
+        return np.concatenate(out)
+
+    def run_windows(self, audio: torch.Tensor, state=None) -> tuple[np.ndarray, tuple]:
+        """Probabilities of the whole windows in `audio` (CONTEXT samples of the previous window
+        first), and the LSTM state to carry into the next call."""
+        windows = audio.unfold(0, self.WINDOW + self.CONTEXT, self.WINDOW)
         with torch.inference_mode():
-            for first in range(0, count, self.CHUNK_WINDOWS):
-                last = min(count, first + self.CHUNK_WINDOWS)
-                span = audio[first * self.WINDOW:last * self.WINDOW + self.CONTEXT]
-                windows = span.unfold(0, self.WINDOW + self.CONTEXT, self.WINDOW)
-                feats = self._net.encoder(self._net.stft(windows)).squeeze(-1)  # (windows, 128)
-                hidden, state = self._lstm(feats[None], state)
-                probs = self._net.decoder.decoder(hidden[0].unsqueeze(-1))  # (windows, 1, 1)
-                out.append(probs.reshape(len(windows), -1).mean(dim=1))
-        return torch.cat(out).numpy()
+            feats = self._net.encoder(self._net.stft(windows)).squeeze(-1)  # (windows, 128)
+            hidden, state = self._lstm(feats[None], state)
+            probs = self._net.decoder.decoder(hidden[0].unsqueeze(-1))  # (windows, 1, 1)
+        return probs.reshape(len(windows), -1).mean(dim=1).numpy(), state
+
+    def stream(self) -> SileroStream:
+        return SileroStream(self)
 
     def detect(self, samples: np.ndarray) -> list[SampleRange]:
         o = self.options
@@ -127,6 +136,35 @@ class SileroVad(SpeechDetector):
             min_speech_duration_ms=o.min_speech_ms, min_silence_duration_ms=o.min_silence_ms,
             speech_pad_ms=o.speech_pad_ms, audio_length_samples=len(samples))
         return [(int(s["start"]), int(s["end"])) for s in stamps]
+
+
+class SileroStream:
+    """Silero on a live stream: whole windows in, one speech decision per window out.
+
+    The LSTM state and the last CONTEXT samples carry over between calls, so a stream fed piece
+    by piece gets the probabilities of the whole recording. Decisions use Silero's hysteresis:
+    speech starts above `threshold` and ends below `threshold - 0.15`."""
+
+    def __init__(self, vad: SileroVad):
+        self.vad = vad
+        self.frame = vad.WINDOW
+        self._context = torch.zeros(vad.CONTEXT)
+        self._state = None
+        self._speaking = False
+
+    def speech(self, frames: np.ndarray) -> list[bool]:
+        """(count, WINDOW) samples -> is each window speech."""
+        if len(frames) == 0:
+            return []
+        audio = torch.cat([self._context, torch.from_numpy(np.ascontiguousarray(frames).reshape(-1))])
+        probs, self._state = self.vad.run_windows(audio, self._state)
+        self._context = audio[-self.vad.CONTEXT:].clone()
+        high, low = self.vad.options.threshold, self.vad.options.threshold - 0.15
+        flags = []
+        for prob in probs.tolist():
+            self._speaking = prob >= high or (self._speaking and prob >= low)
+            flags.append(self._speaking)
+        return flags
 
 
 _shared: dict[tuple[str, str], SpeechDetector] = {}

@@ -15,12 +15,13 @@ import pytest
 import soundfile
 import torch
 import torchaudio.functional
-from conftest import speechlike
+from conftest import speechlike, tiny_settings
 
 from asr.audio import to_mono_16k
+from asr.engine import Engine
 from asr.gpu import process_rss_mb
 from asr.realtime import FRAME_S, LiveSession, StreamResampler, join_text
-from asr.settings import RealtimeSettings
+from asr.settings import PROJECT_ROOT, RealtimeSettings
 
 MIC_RATE = 48000
 MIC_CHUNK = 4800  # what Gradio's streaming gr.Audio hands the handler every 0.1 s
@@ -344,3 +345,43 @@ def test_thirty_minutes_of_audio_keep_memory_and_update_time_flat(engine):
     early_call_s = statistics.median(c["seconds"] for c in early_calls)
     late_call_s = statistics.median(c["seconds"] for c in late_calls)
     assert late_call_s < 10 * early_call_s + 0.2, f"recognition {early_call_s:.3f} -> {late_call_s:.3f} s"
+
+
+def test_silero_endpointing_cuts_at_the_pauses_of_real_speech(loaded_tiny, reference_wavs):
+    """With vad: silero the live stream is cut where Silero hears the speaker stop: three real
+    recordings with 1.2 s pauses between them, pushed in 0.1 s chunks at 48 kHz, give finalised
+    segments inside the recordings' spans, punctuated when the engine punctuates."""
+    from asr.punctuation import load_punctuator
+    from asr.realtime import Segmenter, frame_detector
+    from asr.vad import SileroStream
+
+    engine = Engine(tiny_settings(vad="silero"), loaded=loaded_tiny,
+                    punctuator=load_punctuator("random:tiny", "cpu", PROJECT_ROOT / ".cache"))
+    assert isinstance(frame_detector(engine), SileroStream)
+    pause = np.zeros(int(1.2 * 16000), np.float32)
+    parts, spans, position = [pause], [], len(pause)
+    for wav in reference_wavs:
+        audio = soundfile.read(wav, dtype="float32")[0]
+        parts += [audio, pause]
+        spans.append((position / 16000, (position + len(audio)) / 16000))
+        position += len(audio) + len(pause)
+    stream = np.concatenate(parts)
+    session = LiveSession(engine, RealtimeSettings(pause_s=0.6, max_segment_s=20), worker=False)
+    rate = 48000
+    loud = torchaudio.functional.resample(torch.from_numpy(stream), 16000, rate).numpy()
+    chunk = rate // 10
+    for start in range(0, len(loud), chunk):
+        session.push(rate, (loud[start:start + chunk] * 32767).astype(np.int16))
+        if start % (chunk * 10) == 0:
+            session.process()
+    final = session.stop()
+    # Each segment lies inside one recording (none runs across a 1.2 s pause), and every
+    # recording is heard (one of them has a 1.4 s pause of its own, which may cut it in two).
+    owners = []
+    for start, end in final.spans:
+        owner = [i for i, (a, b) in enumerate(spans) if a - 0.35 <= start and end <= b + 0.65]
+        assert len(owner) == 1, (start, end, spans)
+        owners.append(owner[0])
+    assert owners == sorted(owners) and set(owners) == set(range(len(spans)))
+    assert all(text.endswith(("。", "？")) for text in final.segments)  # punctuated per segment
+    assert Segmenter(0.6, 20, frame_detector(engine)).frame == 512  # Silero's 32 ms windows

@@ -327,3 +327,15 @@ def test_marks_of_the_wrong_length_are_refused_not_misaligned():
     assert transcript.text == "今天天气很好"
     assert any("punctuation failed" in w for w in transcript.warnings)
     assert transcript.segments[0].start_s == pytest.approx(1.0)
+
+
+def test_fsmn_vad_through_the_engine(loaded_tiny, joined):
+    """vad: fsmn (FunASR's fsmn-vad, random:tiny build calibrated to follow the audio's level)
+    gives the engine segments that leave the long silences out."""
+    engine = Engine(tiny_settings(vad="fsmn", vad_model="random:tiny"), loaded=loaded_tiny)
+    assert engine.vad.name == "fsmn"
+    result = engine.transcribe([(joined.samples, RATE)])[0]
+    assert result.ok and len(result.segments) >= 5
+    for start, end in joined.silences:
+        if end - start >= 1.0:
+            assert not any(s.start_s < start and s.end_s > end for s in result.segments), (start, end)
