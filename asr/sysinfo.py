@@ -54,6 +54,9 @@ class SystemInfo:
     preload_workers: int = 0
     preload_queue_items: int = 0
     preload_queue_mb: int = 0
+    vad: str = "off"
+    punctuation: str = "off"
+    timestamps: bool = False
     released_mb: float | None = None  # set by refresh(): cached GPU memory handed back
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,7 +100,9 @@ class SystemInfo:
             cache_text = (f"on: {cache.get('entries', 0)} entries, {cache.get('mb', 0)} MB of "
                           f"{cache.get('max_bytes', 0) / 2**20:.0f} MB, hit rate "
                           f"{cache.get('hit_rate', 0) * 100:.0f} %"
-                          + (f", disk tier {cache['directory']}" if cache.get("directory") else ""))
+                          + (f", disk tier {cache['directory']}: {cache.get('disk_mb', 0)} MB of "
+                             f"{cache.get('max_disk_bytes', 0) / 2**20:.0f} MB"
+                             if cache.get("directory") else ""))
         else:
             cache_text = "off"
         rows += [
@@ -113,6 +118,8 @@ class SystemInfo:
             ("Feature cache", cache_text),
             ("Preload audio", (f"on: {self.preload_workers} workers, queue {self.preload_queue_items} "
                                f"items / {self.preload_queue_mb} MB") if self.preload_audio else "off"),
+            ("Transcripts", f"speech detection {self.vad}; punctuation {self.punctuation}; "
+                            f"sentence times {'on' if self.timestamps else 'off'} by default"),
         ]
         if self.released_mb is not None:
             rows.append(("Released cached GPU memory", f"{self.released_mb:.1f} MB"))
@@ -188,6 +195,9 @@ def gather(engine: Engine) -> SystemInfo:
         preload_workers=preload.workers,
         preload_queue_items=preload.queue_items,
         preload_queue_mb=preload.queue_mb,
+        vad=engine.vad.name + (f" ({settings.vad_model})" if engine.vad.name == "fsmn" else ""),
+        punctuation=engine.punctuator.spec if engine.punctuator else "off",
+        timestamps=bool(settings.timestamps),
     )
 
 
