@@ -29,6 +29,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from .model import import_funasr
+from .threads import set_thread_count
 
 # FunASR prints banners on stdout when first imported; import_funasr keeps them out of --json.
 import_funasr()
@@ -363,19 +364,6 @@ def group_words(tokens: list[str], scores: list[float],
     if pending is not None:
         words.append(pending)
     return words
-
-
-def set_thread_count(count: int) -> None:
-    """torch.set_num_threads for the calling thread, made to stick in a thread torch has not met.
-
-    torch initialises a thread's OpenMP count lazily, on its first parallel op, from the last
-    count *any* thread set. A fresh lane that set 2 threads would be reset to 1 there when the
-    other lane had since set 1 (found on a 2-core Intel CI machine: lanes of 2 + 1 ran as 1 + 1,
-    for the whole first batch of every new lane). Asking for the count first runs that lazy
-    initialisation now, so the count set next is the one the thread keeps.
-    """
-    torch.get_num_threads()
-    torch.set_num_threads(count)
 
 
 def skip_full_attention_masks(encoder: torch.nn.Module) -> int:

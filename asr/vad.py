@@ -8,7 +8,8 @@ it room to hallucinate. So each recording goes through a voice-activity detector
   offline. Its own loop calls the model once per 32 ms window (about 50x real time on one core);
   this runs the same modules over all windows at once and the LSTM over the whole sequence in one
   call, with the same probabilities to ~1e-6 (tested) and about 8x faster, then hands them to
-  Silero's own `get_speech_timestamps_from_probs`.
+  Silero's own `get_speech_timestamps_from_probs`. It runs on one thread: its ops are too small
+  to gain from two (1000x real time on one core of the 2-core AMD EPYC bench machine).
 - `fsmn`: FunASR's fsmn-vad (asr/vad_fsmn.py), for parity with FunASR's own pipeline.
 - `energy`: the whole recording, cut at its quietest moments past `input.segment_s`.
 - `off`: whole recordings, never cut (memory grows with the square of the length).
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 
 from .segment import RATE, split_points
+from .threads import thread_count
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +122,7 @@ class SileroVad(SpeechDetector):
         """Probabilities of the whole windows in `audio` (CONTEXT samples of the previous window
         first), and the LSTM state to carry into the next call."""
         windows = audio.unfold(0, self.WINDOW + self.CONTEXT, self.WINDOW)
-        with torch.inference_mode():
+        with torch.inference_mode(), thread_count(1):
             feats = self._net.encoder(self._net.stft(windows)).squeeze(-1)  # (windows, 128)
             hidden, state = self._lstm(feats[None], state)
             probs = self._net.decoder.decoder(hidden[0].unsqueeze(-1))  # (windows, 1, 1)

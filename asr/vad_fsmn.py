@@ -34,6 +34,7 @@ import torch
 
 from .model import ModelLoadError, import_funasr, resolve_model_dir
 from .random_vad import ensure_random_vad
+from .threads import thread_count
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class FsmnVad:
         if total < self._frame_samples:
             return []
         regions_ms: list[list[int]] = []
-        with self._lock, torch.inference_mode():
+        with self._lock, torch.inference_mode(), thread_count(1):  # small ops: one thread is faster
             cache: dict = {}
             for begin in range(0, total, CHUNK_SAMPLES):
                 chunk = _as_float32(samples[begin:begin + CHUNK_SAMPLES], begin)

@@ -486,7 +486,7 @@ def _two_fresh_threads(set_count) -> dict[int, int]:
 def test_a_fresh_lane_keeps_the_thread_count_it_set():
     """torch sets a new thread's count lazily, on its first op, from whatever count any thread set
     last: plain set_num_threads in a fresh lane can be undone that way. set_thread_count sticks."""
-    from asr.recognizer import set_thread_count
+    from asr.threads import set_thread_count
 
     assert _two_fresh_threads(torch.set_num_threads) == {0: 1, 1: 1}  # torch's trap, still there
     assert _two_fresh_threads(set_thread_count) == {0: 2, 1: 1}

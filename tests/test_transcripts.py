@@ -339,3 +339,15 @@ def test_fsmn_vad_through_the_engine(loaded_tiny, joined):
     for start, end in joined.silences:
         if end - start >= 1.0:
             assert not any(s.start_s < start and s.end_s > end for s in result.segments), (start, end)
+
+
+def test_silero_runs_on_one_thread_and_gives_the_caller_its_count_back(silero, joined):
+    """Its ops are too small to share; a second thread only spins. The caller keeps its count."""
+    counts = []
+    hook = silero._lstm.register_forward_pre_hook(lambda *_: counts.append(torch.get_num_threads()))
+    torch.set_num_threads(2)
+    try:
+        silero.detect(joined.samples[: 5 * RATE])
+    finally:
+        hook.remove()
+    assert counts == [1] and torch.get_num_threads() == 2
