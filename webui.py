@@ -27,6 +27,7 @@ import gradio as gr
 
 from asr import export, sysinfo
 from asr.audio import AUDIO_EXTENSIONS
+from asr.batcher import QueueFull
 from asr.engine import Engine
 from asr.folders import FolderError, allowed_roots, check_paths_limits, list_audio_files, resolve_folder
 from asr.hotwords import HotwordError
@@ -66,7 +67,7 @@ def _user_errors(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except gr.Error:
             raise
-        except (FolderError, HotwordError, ValueError) as exc:
+        except (FolderError, HotwordError, ValueError, QueueFull) as exc:
             log.info("refused request: %s", exc)
             raise gr.Error(str(exc), print_exception=False) from None
         except Exception as exc:  # noqa: BLE001 - the server must keep serving

@@ -7,7 +7,9 @@ FunASR stages -> results in input order. Whatever goes wrong with one input beco
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import itertools
 import logging
 import threading
 import time
@@ -20,6 +22,7 @@ import soundfile
 import torch
 
 from . import audio as audio_io
+from .batcher import Batcher, Outcome, Unit
 from .cache import CachedFeatures, FeatureCache, cache_key
 from .features import FeatureExtractor
 from .folders import read_confined
@@ -30,7 +33,6 @@ from .pipeline import PreloadPipeline, Prepared, run_inline
 from .punctuation import Punctuator, load_punctuator
 from .recognizer import BatchTimings, Decoded, Recognizer
 from .results import Result, RunStats, Transcription
-from .segment import quiet_split_frame
 from .sentences import CueLimits
 from .settings import Settings, coerce
 from .transcript import Piece, assemble
@@ -40,7 +42,6 @@ log = logging.getLogger(__name__)
 
 AudioInput = str | Path | tuple[np.ndarray, int]
 POOL_BATCHES = 4  # units wait in a pool of this many batches' worth to find batch mates of similar length
-OOM_SPLIT_FLOOR_S = 2.0  # a piece that runs out of memory alone is halved while halves are this long
 Progress = Callable[[int, int, str], None]  # (files done, files total, message)
 
 
@@ -52,20 +53,6 @@ class _Job:
     probed_s: float
     use_cache: bool = True
     roots: Sequence[Path] | None = None  # read only inside these folders (checked at open time)
-
-
-@dataclass
-class _Unit:
-    """One segment of one file (or a piece of one): what actually goes into a batch.
-
-    `key` orders the pieces of a file: (segment,) and, after an out-of-memory split, (segment, 0)
-    and (segment, 1), and so on down; sorted keys give the file's pieces in time order.
-    """
-
-    item: Prepared
-    key: tuple[int, ...]
-    feats: torch.Tensor
-    start_s: float = 0.0  # where it starts in its recording
 
 
 @dataclass
@@ -132,7 +119,10 @@ class Engine:
         self.cue_limits = CueLimits(settings.subtitles.max_s, settings.subtitles.max_chars,
                                     settings.subtitles.pause_s)
         self.default_batch_size = settings.batch_size
-        self._model_lock = threading.Lock()
+        batching = settings.batching
+        self.batcher = Batcher(self._recognize, self.features.frames_per_second,
+                               settings.padding_limit_pct / 100.0, batching.max_wait_ms / 1000.0,
+                               batching.max_queued_s, release_cached_memory, _is_out_of_memory)
         precision = "int8" if self.int8 else "fp16" if fp16 else "fp32"
         lanes = self.recognizer.lanes
         kernels = "int8" if self.int8 else self.loaded.cpu_gemm
@@ -157,7 +147,7 @@ class Engine:
             hotwords: str | list[str] | None = None, progress: Progress | None = None,
             preload: bool | None = None, use_cache: bool = True,
             quiet: bool = False, confine_to: Sequence[Path] | None = None,
-            timestamps: bool | None = None) -> Transcription:
+            timestamps: bool | None = None, exclusive: bool = False) -> Transcription:
         """Like transcribe, plus the run's statistics (wait time, stage times, back-offs).
 
         `confine_to`: folder runs pass their allowed roots; every file is then checked against
@@ -167,11 +157,14 @@ class Engine:
         `preload` overrides settings.preload_audio for this call; `use_cache=False` bypasses the
         feature cache (the tuning wizard and benchmark use it so cache hits cannot flatter a size).
         `quiet=True` logs the run summary at DEBUG (the live microphone calls this every second).
+        `exclusive=True` runs no other request's segments meanwhile (the wizard's quiet model).
         """
         started = time.perf_counter()
         size = int(batch_size or self.default_batch_size)
         if size < 1:
             raise ValueError(f"batch_size must be at least 1, got {size}")
+        if not exclusive:
+            self.batcher.check_room()  # QueueFull: past batching.max_queued_s of waiting audio
         hw = self.settings.hotwords
         words = parse_hotwords(hotwords, hw.max_count, hw.max_chars)
         hotword_ids = self.recognizer.hotword_list(words)
@@ -198,8 +191,11 @@ class Engine:
         # Side-by-side CPU batches pad nothing, but the same limit bounds how long their lanes sit
         # idle waiting for the batch's longest file: the same sum, lanes x longest - total.
         with_times = self.settings.timestamps if timestamps is None else bool(timestamps)
-        scheduler = _BatchScheduler(self, size, hotword_ids, stats, results, report,
-                                    self.settings.padding_limit_pct / 100.0, with_times)
+        request = _Request(self, size, hotword_ids, stats, results, report,
+                           self.settings.padding_limit_pct / 100.0, with_times,
+                           name=f"run-{next(_RUN_NUMBERS)}")
+        alone_once = _EnterOnce(self.batcher.exclusive(request.ticket) if exclusive
+                                else contextlib.nullcontext())
         try:
             while True:
                 waited = time.perf_counter()
@@ -217,9 +213,16 @@ class Engine:
                                                  error=item.error)
                     report.done(item.name)
                     continue
-                scheduler.add(item)
-            scheduler.flush()
+                with alone_once:
+                    request.add(item)
+            with alone_once:
+                request.flush()
+        except BaseException:
+            request.ticket.cancel()  # the caller went away: drop what still waits for the model
+            raise
         finally:
+            alone_once.close()
+            request.close()
             if pipeline is not None:  # stop the workers even when something above raised
                 pipeline.close()
                 stats.peak_queued_mb = pipeline.peak_bytes / 2**20
@@ -318,9 +321,9 @@ class Engine:
 
     # ---- model -------------------------------------------------------------------------------
 
-    def _recognize(self, units: list[_Unit], hotword_ids, timings: BatchTimings, timestamps: bool):
-        with self._model_lock:
-            return self.recognizer.recognize([u.feats for u in units], hotword_ids, timings, timestamps)
+    def _recognize(self, feats: list[torch.Tensor], hotword_ids, timings: BatchTimings, timestamps: bool):
+        """The batcher's one way to the model (it calls from its own thread only)."""
+        return self.recognizer.recognize(feats, hotword_ids, timings, timestamps)
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -357,6 +360,33 @@ def _size_seconds(path: Path) -> float:
         return 0.0
 
 
+class _EnterOnce:
+    """A context manager entered at the first `with` and left only by `close()`: exclusive use
+    of the batcher starts when the first segment is ready (decoding runs meanwhile) and ends
+    when the run ends."""
+
+    def __init__(self, manager):
+        self._manager = manager
+        self._entered = False
+
+    def __enter__(self):
+        if not self._entered:
+            self._manager.__enter__()
+            self._entered = True
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        return False
+
+    def close(self) -> None:
+        if self._entered:
+            self._entered = False
+            self._manager.__exit__(None, None, None)
+
+
+_RUN_NUMBERS = itertools.count(1)
+
+
 class _ProgressReport:
     def __init__(self, callback: Progress | None, total: int):
         self.callback = callback
@@ -369,50 +399,68 @@ class _ProgressReport:
             self.callback(self.count, self.total, name)
 
 
-class _BatchScheduler:
-    """Fills batches of segments, runs them with out-of-memory back-off, assembles results."""
+class _Request:
+    """One `Engine.run` at the batcher: its files in flight, and their results as they complete.
+
+    Units are proposed to the batcher a batch at a time, longest first from a pool a few
+    batches deep (so the short tail of a long file finds short batch mates), and the pool is
+    refilled only while few of this request's units are unanswered: a 500-file request never
+    queues all its features at once, and others' requests get their turn. Outcomes arrive on the
+    batcher's thread and are only recorded there; results are assembled (joined, punctuated,
+    cut into sentences) on the caller's thread.
+    """
 
     def __init__(self, engine: Engine, size: int, hotword_ids, stats: RunStats,
                  results: list[Result | None], report: _ProgressReport, padding_limit: float,
-                 timestamps: bool = False):
+                 timestamps: bool, name: str):
         self.engine = engine
-        self.timestamps = timestamps
-        self.padding_limit = padding_limit
         self.size = size
-        self.hotword_ids = hotword_ids
+        self.padding_limit = padding_limit
+        self.timestamps = timestamps
         self.stats = stats
         self.results = results
         self.report = report
-        self.pending: list[_Unit] = []
+        self.pending: list[Unit] = []
         self.partial: dict[int, _FileProgress] = {}
+        self._lock = threading.Lock()
+        self._ready: list[int] = []  # files whose every unit is answered, to assemble
+        self.ticket = engine.batcher.ticket(hotword_ids, timestamps, size, self._deliver, name)
 
     def add(self, item: Prepared) -> None:
-        entry = self.partial[item.index] = _FileProgress(item)
+        entry = _FileProgress(item)
         starts = item.starts_s or [0.0] * len(item.segments)
-        for number, (feats, start) in enumerate(zip(item.segments, starts, strict=True)):
-            self.pending.append(_Unit(item, (number,), feats, start))
-            entry.outstanding.add((number,))
-        if not item.segments:
-            self._maybe_finish(item.index)  # no speech at all: an empty transcript, not an error
+        with self._lock:
+            self.partial[item.index] = entry
+            for number, (feats, start) in enumerate(zip(item.segments, starts, strict=True)):
+                self.pending.append(Unit(self.ticket, item.index, (number,), feats, start, item.name))
+                entry.outstanding.add((number,))
+            if not item.segments:
+                self._ready.append(item.index)  # no speech at all: an empty transcript, not an error
         while len(self.pending) >= self.size * POOL_BATCHES:
-            self._run(self._take_batch())
+            self.ticket.submit(self._take_batch())
+        self._wait(lambda: self.ticket.in_flight <= self.size * POOL_BATCHES)
 
     def flush(self) -> None:
         while self.pending:
-            self._run(self._take_batch())
+            self.ticket.submit(self._take_batch())
+        self._wait(lambda: self.ticket.in_flight == 0)
+        self._finish_ready()
 
-    def _take_batch(self) -> list[_Unit]:
-        """The longest waiting unit plus the next longest, while padding stays within the limit.
+    def _wait(self, done: Callable[[], bool]) -> None:
+        """Wait for `done`, assembling files as they complete (so progress moves meanwhile)."""
+        self._finish_ready()
+        while not done():
+            self.engine.batcher.wait_for(lambda: done() or bool(self._ready))
+            self._finish_ready()
 
-        Units wait in a pool of a few batches' worth, so the short tail segment of a long file
-        finds short batch mates instead of being padded to a full segment's length.
-        """
-        self.pending.sort(key=lambda unit: -unit.feats.shape[0])  # stable: ties keep input order
-        longest = self.pending[0].feats.shape[0]
+    def _take_batch(self) -> list[Unit]:
+        """The longest waiting unit plus the next longest, while padding stays within the limit."""
+        self.pending.sort(key=lambda unit: -unit.frames)  # stable: ties keep input order
+        longest = self.pending[0].frames
         taken = 1
         real = longest
         while taken < min(self.size, len(self.pending)):
-            frames = self.pending[taken].feats.shape[0]
+            frames = self.pending[taken].frames
             padded = (taken + 1) * longest
             if padded - (real + frames) > self.padding_limit * padded:
                 break  # every later unit is shorter still
@@ -421,96 +469,51 @@ class _BatchScheduler:
         batch, self.pending = self.pending[:taken], self.pending[taken:]
         return batch
 
-    def _run(self, units: list[_Unit]) -> None:
-        queue = [units]
-        while queue:
-            batch = queue.pop(0)
-            timings = BatchTimings()
-            t0 = time.perf_counter()
-            try:
-                decoded = self.engine._recognize(batch, self.hotword_ids, timings, self.timestamps)
-            except Exception as exc:  # noqa: BLE001 - sorted below: memory, or anything else
-                if not _is_out_of_memory(exc):
-                    if len(batch) > 1:
-                        log.warning("recognition failed for a batch of %d (%s: %s); retrying one by one",
-                                    len(batch), type(exc).__name__, exc)
-                        queue = [[unit] for unit in batch] + queue
-                        continue
-                    log.exception("recognition failed for %s", batch[0].item.name)
-                    self._fail(batch[0], f"recognition failed: {type(exc).__name__}: {exc}")
-                    continue
-                release_cached_memory()
-                if len(batch) == 1:
-                    queue = self._split_or_fail(batch[0], exc) + queue
-                    continue
-                half = max(1, len(batch) // 2)
-                log.warning("out of memory at batch size %d; retrying at %d", len(batch), half)
-                self.stats.backoffs += 1
-                self.size = min(self.size, half)  # later batches of this run start smaller
-                for unit in batch:
-                    self.partial[unit.item.index].backed_off = True
-                queue = [batch[i:i + half] for i in range(0, len(batch), half)] + queue
-                continue
-            elapsed = time.perf_counter() - t0
-            self.stats.batches += 1
-            for name in ("encoder_s", "predictor_s", "decoder_s", "timestamp_s", "postprocess_s"):
-                setattr(self.stats, name, getattr(self.stats, name) + getattr(timings, name))
-            frames = sum(u.feats.shape[0] for u in batch)
-            for unit, result in zip(batch, decoded, strict=True):
-                entry = self.partial[unit.item.index]
-                entry.decoded[unit.key] = result
-                entry.spans[unit.key] = (unit.start_s, unit.start_s + self._seconds(unit.feats))
+    def _deliver(self, outcome: Outcome) -> None:
+        """On the batcher's thread: record what came back for one unit."""
+        unit = outcome.unit
+        with self._lock:
+            entry = self.partial[unit.file]
+            entry.backed_off |= outcome.backed_off
+            if outcome.halves:
+                if not any("cut at quiet points" in w for w in entry.warnings):
+                    entry.warnings.append("out of GPU memory even alone: part of this file was "
+                                          "recognised in pieces cut at quiet points (a lower "
+                                          "input.segment_s avoids this)")
                 entry.outstanding.discard(unit.key)
-                entry.model_s += elapsed * unit.feats.shape[0] / frames
-                entry.batch = max(entry.batch, len(batch))
-                self._maybe_finish(unit.item.index)
+                entry.outstanding.update(h.key for h in outcome.halves)
+                return
+            if outcome.decoded is None and outcome.error is None:
+                return  # a note (backed off), not an answer
+            entry.decoded[unit.key] = outcome.decoded
+            seconds = unit.frames / self.ticket.batcher.frames_per_second
+            entry.spans[unit.key] = (unit.start_s, unit.start_s + seconds)
+            entry.outstanding.discard(unit.key)
+            if outcome.error:
+                entry.error = outcome.error
+            entry.model_s += outcome.model_s
+            entry.batch = max(entry.batch, outcome.batch_size)
+            if not entry.outstanding:
+                self._ready.append(unit.file)
 
-    def _split_or_fail(self, unit: _Unit, exc: BaseException) -> list[list[_Unit]]:
-        """A piece that does not fit even alone is cut in two at its quietest frame near the middle
-        and each half retried, down to OOM_SPLIT_FLOOR_S; only below that does the file fail.
+    def _finish_ready(self) -> None:
+        with self._lock:
+            ready, self._ready = self._ready, []
+        for index in ready:
+            self._finish(index)
 
-        The halves are recognised as separate inputs, so a word cut at the seam may come out
-        differently than it would whole; a quiet frame makes that rare. The file keeps a warning.
-        """
-        entry = self.partial[unit.item.index]
-        floor = max(1, int(OOM_SPLIT_FLOOR_S * self.engine.features.frames_per_second))
-        cut = quiet_split_frame(unit.feats, floor)
-        if cut is None:
-            self._fail(unit, f"out of GPU memory even at batch size 1, and a piece of "
-                             f"{unit.feats.shape[0] / self.engine.features.frames_per_second:.1f} s "
-                             f"cannot be cut below {OOM_SPLIT_FLOOR_S:g} s ({exc}); a lower "
-                             "input.segment_s cuts long recordings into smaller pieces")
-            return []
-        seconds = unit.feats.shape[0] / self.engine.features.frames_per_second
-        log.warning("out of memory on a %.1f s piece of %s alone; recognising it in two halves cut "
-                    "at a quiet point", seconds, unit.item.name)
-        self.stats.backoffs += 1
-        entry.backed_off = True
-        if not any("cut at quiet points" in w for w in entry.warnings):
-            entry.warnings.append("out of GPU memory even alone: part of this file was recognised in "
-                                  "pieces cut at quiet points (a lower input.segment_s avoids this)")
-        halves = [_Unit(unit.item, unit.key + (0,), unit.feats[:cut], unit.start_s),
-                  _Unit(unit.item, unit.key + (1,), unit.feats[cut:],
-                        unit.start_s + self._seconds(unit.feats[:cut]))]
-        entry.outstanding.discard(unit.key)
-        entry.outstanding.update(h.key for h in halves)
-        return [[half] for half in halves]
+    def close(self) -> None:
+        """Copy the shared batches' figures into this run's statistics."""
+        ticket = self.ticket
+        self.stats.batches += ticket.batches
+        self.stats.backoffs += ticket.backoffs
+        for name in ("encoder_s", "predictor_s", "decoder_s", "timestamp_s", "postprocess_s"):
+            setattr(self.stats, name, getattr(self.stats, name) + getattr(ticket.timings, name))
 
-    def _seconds(self, feats: torch.Tensor) -> float:
-        return feats.shape[0] / self.engine.features.frames_per_second
-
-    def _fail(self, unit: _Unit, message: str) -> None:
-        entry = self.partial[unit.item.index]
-        entry.error = message
-        entry.decoded[unit.key] = None
-        entry.outstanding.discard(unit.key)
-        self._maybe_finish(unit.item.index)
-
-    def _maybe_finish(self, index: int) -> None:
-        entry = self.partial[index]
+    def _finish(self, index: int) -> None:
+        with self._lock:
+            entry = self.partial.pop(index)
         item = entry.item
-        if entry.outstanding:
-            return
         ok = [Piece(*entry.spans[key], entry.decoded[key]) for key in sorted(entry.decoded)
               if entry.decoded[key] is not None]
         tokens = [t for p in ok for t in p.decoded.token_ids]
@@ -532,6 +535,5 @@ class _BatchScheduler:
             backed_off=entry.backed_off, cache_hit=item.cache_hit, token_ids=tokens,
             error=entry.error, warnings=warnings, segments=transcript.segments,
         )
-        del self.partial[index]
         self.report.done(item.name)
 

@@ -69,6 +69,12 @@ class SubtitleSettings:
 
 
 @dataclass
+class BatchingSettings:
+    max_wait_ms: float = field(default=10.0, metadata={"min": 0.0, "max": 10000.0})
+    max_queued_s: float = field(default=3600.0, metadata=_at_least(1.0))
+
+
+@dataclass
 class BatchSettings:
     allowed_dirs: list[str] = field(default_factory=list)
     max_files: int = field(default=500, metadata=_at_least(1))
@@ -130,6 +136,7 @@ class Settings:
     input: InputSettings = field(default_factory=InputSettings)
     subtitles: SubtitleSettings = field(default_factory=SubtitleSettings)
     batch: BatchSettings = field(default_factory=BatchSettings)
+    batching: BatchingSettings = field(default_factory=BatchingSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     tuning: TuningSettings = field(default_factory=TuningSettings)
     realtime: RealtimeSettings = field(default_factory=RealtimeSettings)

@@ -339,7 +339,9 @@ class _Wizard:
         with _MemoryWatch(self.device) as watch:
             started = time.perf_counter()
             try:
-                run = self.engine.run(inputs, batch_size=size, progress=files_done, use_cache=False)
+                # Alone on the model (other requests wait), so a size's time is its own.
+                run = self.engine.run(inputs, batch_size=size, progress=files_done, use_cache=False,
+                                      exclusive=True)
             except torch.OutOfMemoryError as exc:
                 elapsed = time.perf_counter() - started
                 status, message = "oom", f"out of memory: {exc}"
@@ -386,7 +388,8 @@ class _Wizard:
         self.progress("warm-up", 0, 1, "warm-up run (not counted)")
         clip = decoded.samples[: int(WARMUP_SECONDS * audio_io.TARGET_RATE)]
         t0 = time.perf_counter()
-        warm = self.engine.run([(clip, audio_io.TARGET_RATE)], batch_size=1, use_cache=False)
+        warm = self.engine.run([(clip, audio_io.TARGET_RATE)], batch_size=1, use_cache=False,
+                               exclusive=True)
         warmup_s = time.perf_counter() - t0
         if not warm.results[0].ok:
             raise WizardError(f"{first.name}: {warm.results[0].error}")
