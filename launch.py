@@ -1,4 +1,5 @@
-"""Start the web UI: command line + config.yaml + environment -> Settings -> one Engine -> Gradio.
+"""Start the app: command line + config.yaml + environment -> Settings -> one Engine -> the web UI
+and the OpenAI-compatible API, served together on one port.
 
     python launch.py                      # http://127.0.0.1:7860
     python launch.py --listen --port 8080 # reachable from other machines
@@ -24,6 +25,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="listen on all interfaces (0.0.0.0) instead of 127.0.0.1")
     parser.add_argument("--host", help="address to listen on (default from config: server.host)")
     parser.add_argument("--port", type=int, help="port to listen on (default 7860)")
+    parser.add_argument("--api", action=argparse.BooleanOptionalAction, default=None,
+                        help="serve the OpenAI-compatible API at /v1 (default on; keys: server.api_keys "
+                             "or SEACO_SERVER_API_KEYS)")
     add_engine_flags(parser)
     return parser.parse_args(argv)
 
@@ -31,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def overrides_from_args(args: argparse.Namespace) -> dict:
     """The flags that were given; None means "not given" and leaves config.yaml/env in charge."""
     host = "0.0.0.0" if args.listen else args.host
-    return {**engine_overrides(args), "server.host": host, "server.port": args.port}
+    return {**engine_overrides(args), "server.host": host, "server.port": args.port, "server.api": args.api}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,25 +56,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
+    import api
     import webui
 
-    demo = webui.build_app(engine)
+    app = api.build_api(engine)
+    webui.mount(app, webui.build_app(engine), settings)
+    host, port = settings.server.host, settings.server.port
     try:
-        _, local_url, _ = webui.launch_app(demo, settings, prevent_thread_lock=True, quiet=True)
+        server = api.serve(app, host, port)
     except OSError as exc:  # port taken, address not available
-        print(f"error: cannot serve on {settings.server.host}:{settings.server.port}: {exc}",
-              file=sys.stderr)
+        print(f"error: cannot serve on {host}:{port}: {exc}", file=sys.stderr)
         return 2
-    note = "  (listening on all interfaces)" if settings.server.host == "0.0.0.0" else ""
-    print(f"Seaco web UI running at {local_url}{note}  (Ctrl+C to stop)", flush=True)
+    shown = "127.0.0.1" if host == "0.0.0.0" else host
+    note = "  (listening on all interfaces)" if host == "0.0.0.0" else ""
+    api_note = f", OpenAI-compatible API at http://{shown}:{port}/v1" if settings.server.api else ""
+    print(f"Seaco web UI running at http://{shown}:{port}/{api_note}{note}  (Ctrl+C to stop)",
+          flush=True)
     try:
-        demo.block_thread()
+        while server.thread.is_alive():
+            server.thread.join(0.5)
     except KeyboardInterrupt:
-        pass
-    finally:
-        demo.close()
+        server.should_exit = True
+        server.thread.join(10)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

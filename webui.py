@@ -3,10 +3,11 @@
 Layout and wiring only. Every recognition goes through `engine.run`; exports, folder rules and
 system figures come from asr.export, asr.folders and asr.sysinfo. Each action is also an API
 endpoint with a stable name (transcribe_file, transcribe_batch, transcribe_folder, system_info).
-Recognition events share one concurrency slot ("gpu"), so the model runs one job at a time and
-waiting users see their place in Gradio's queue. A user mistake becomes a `gr.Error` with a plain
-message; anything unexpected is logged with its traceback and reported in one line, so the
-server keeps serving.
+Recognition events run side by side (up to `server.ui_concurrency`) and meet in the engine's
+batcher, which puts every request's segments into shared batches; the tuning wizard runs alone
+(its own slot, and exclusive use of the model at the batcher). A user mistake becomes a
+`gr.Error` with a plain message; anything unexpected is logged with its traceback and reported
+in one line, so the server keeps serving.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ TITLE = "Seaco Paraformer 中文语音识别"
 BATCH_HEADERS = ["File", "Text", "Confidence", "Duration (s)", "Processing (s)", "Status"]
 SENTENCE_HEADERS = ["Start", "End", "Text"]
 DEFAULT_ZIP_FORMATS = ["txt", "srt"]
-GPU_QUEUE = "gpu"  # concurrency id shared by every event that runs the model
+RECOGNITION_QUEUE = "recognition"  # concurrency id of the events that send audio to the batcher
+TUNING_QUEUE = "tuning"  # the wizard: one at a time, and alone on the model
 LATE_CHUNK_S = 1.0  # a chunk this soon after Stop belongs to the recording that just ended
 BATCH_SIZE_MAX = int(SCHEMA["batch_size"][1]["max"])  # the slider allows what config.yaml allows
 
@@ -477,7 +479,7 @@ def build_app(engine: Engine) -> gr.Blocks:
             with gr.Tab("Batch-size tuning 批大小调优", id="tuning", elem_id="tab-tuning"):
                 builder = _tuning_builder()
                 if builder is not None:
-                    builder(engine, concurrency_id=GPU_QUEUE)  # no transcription beside the wizard
+                    builder(engine, concurrency_id=TUNING_QUEUE)  # the engine runs it alone
                 else:
                     gr.Markdown("The batch-size tuning wizard is not installed in this build.",
                                 elem_id="tuning-placeholder")
@@ -490,6 +492,8 @@ def build_app(engine: Engine) -> gr.Blocks:
 
         # ---- events ----
 
+        recognition = {"concurrency_limit": settings.server.ui_concurrency,
+                       "concurrency_id": RECOGNITION_QUEUE}
         single_outputs = [single_text, single_conf, single_dur, single_proc, single_speed, single_downloads,
                           single_sentences]
         single_mic.stop_recording(lambda path: path, single_mic, single_file, api_visibility="private",
@@ -497,14 +501,14 @@ def build_app(engine: Engine) -> gr.Blocks:
         single_start.click(lambda: (None,) * len(single_outputs), None, single_outputs,
                            api_visibility="private", queue=False).then(
             transcribe_file, [single_file, single_hotwords, single_batch, single_timestamps], single_outputs,
-            api_name="transcribe_file", concurrency_limit=1, concurrency_id=GPU_QUEUE)
+            api_name="transcribe_file", **recognition)
 
         batch_outputs = [batch_table, batch_summary, batch_exports]
         batch_options = [batch_hotwords, batch_size, batch_timestamps, batch_formats]
         batch_start.click(transcribe_batch, [batch_files, *batch_options], batch_outputs,
-                          api_name="transcribe_batch", concurrency_limit=1, concurrency_id=GPU_QUEUE)
+                          api_name="transcribe_batch", **recognition)
         folder_start.click(transcribe_folder, [batch_folder, *batch_options], batch_outputs,
-                           api_name="transcribe_folder", concurrency_limit=1, concurrency_id=GPU_QUEUE)
+                           api_name="transcribe_folder", **recognition)
 
         sys_refresh.click(system_info, None, [sys_table, sys_json], api_name="system_info",
                           concurrency_limit=None)
@@ -607,9 +611,24 @@ def theme() -> gr.themes.Base:
     return gr.themes.Default(font=FONT_STACK, font_mono=mono)
 
 
+def ui_auth(settings: Settings) -> list[tuple[str, str]] | None:
+    """`server.ui_auth` entries "user:password" as Gradio's login list (None: no login)."""
+    pairs = [tuple(entry.split(":", 1)) for entry in settings.server.ui_auth if ":" in entry]
+    return [(user, password) for user, password in pairs] or None
+
+
+def mount(app, demo: gr.Blocks, settings: Settings, path: str = "/"):
+    """Serve the UI from `app` (the API's FastAPI app), on one port with the API."""
+    demo.queue(default_concurrency_limit=1)
+    return gr.mount_gradio_app(app, demo, path=path, auth=ui_auth(settings),
+                               max_file_size=f"{settings.server.max_file_size_mb}mb", show_error=True,
+                               ssr_mode=False, theme=theme(), css=CSS)
+
+
 def launch_app(demo: gr.Blocks, settings: Settings, *, host: str | None = None, port: int | None = None,
                prevent_thread_lock: bool = False, quiet: bool = False):
-    """Queue on, uploads capped at server.max_file_size_mb, then serve. Returns Gradio's launch tuple."""
+    """The UI on Gradio's own server (no API): queue on, uploads capped at
+    server.max_file_size_mb. Returns Gradio's launch tuple."""
     demo.queue(default_concurrency_limit=1)
     return demo.launch(
         server_name=host or settings.server.host,
@@ -617,6 +636,7 @@ def launch_app(demo: gr.Blocks, settings: Settings, *, host: str | None = None, 
         max_file_size=f"{settings.server.max_file_size_mb}mb",
         prevent_thread_lock=prevent_thread_lock,
         quiet=quiet,
+        auth=ui_auth(settings),
         show_error=True,
         ssr_mode=False,
         theme=theme(),

@@ -42,6 +42,10 @@ class QueueFull(RuntimeError):
     """The batcher holds more audio than `max_queued_s`: the caller should come back later."""
 
 
+class Cancelled(RuntimeError):
+    """The requester gave up (a client disconnected); its waiting segments were dropped."""
+
+
 @dataclass
 class Unit:
     """One segment of one file (or a piece of one), owned by a ticket."""
@@ -182,9 +186,9 @@ class Batcher:
         if dropped:
             log.info("request %s cancelled: %d waiting segment(s) dropped", ticket.name, len(dropped))
 
-    def wait_for(self, predicate: Callable[[], bool]) -> None:
+    def wait_for(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
         with self._cond:
-            self._cond.wait_for(predicate)
+            return self._cond.wait_for(predicate, timeout)
 
     @contextlib.contextmanager
     def exclusive(self, ticket: Ticket) -> Iterator[None]:

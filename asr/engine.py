@@ -22,7 +22,7 @@ import soundfile
 import torch
 
 from . import audio as audio_io
-from .batcher import Batcher, Outcome, Unit
+from .batcher import Batcher, Cancelled, Outcome, Unit
 from .cache import CachedFeatures, FeatureCache, cache_key
 from .features import FeatureExtractor
 from .folders import read_confined
@@ -68,6 +68,7 @@ class _FileProgress:
     backed_off: bool = False
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    handed_out: set[tuple[int, ...]] = field(default_factory=set)  # pieces given to on_piece
 
 
 class Engine:
@@ -147,7 +148,9 @@ class Engine:
             hotwords: str | list[str] | None = None, progress: Progress | None = None,
             preload: bool | None = None, use_cache: bool = True,
             quiet: bool = False, confine_to: Sequence[Path] | None = None,
-            timestamps: bool | None = None, exclusive: bool = False) -> Transcription:
+            timestamps: bool | None = None, exclusive: bool = False,
+            cancel: threading.Event | None = None,
+            on_piece: Callable[[int, Piece], None] | None = None) -> Transcription:
         """Like transcribe, plus the run's statistics (wait time, stage times, back-offs).
 
         `confine_to`: folder runs pass their allowed roots; every file is then checked against
@@ -158,6 +161,10 @@ class Engine:
         feature cache (the tuning wizard and benchmark use it so cache hits cannot flatter a size).
         `quiet=True` logs the run summary at DEBUG (the live microphone calls this every second).
         `exclusive=True` runs no other request's segments meanwhile (the wizard's quiet model).
+        `cancel`: when set (a client went away), the run stops with `Cancelled` and its waiting
+        segments leave the queue. `on_piece(input index, piece)` is called on this thread with
+        each recognised piece of a file, in time order, as soon as all before it are done (the
+        API streams them).
         """
         started = time.perf_counter()
         size = int(batch_size or self.default_batch_size)
@@ -193,12 +200,14 @@ class Engine:
         with_times = self.settings.timestamps if timestamps is None else bool(timestamps)
         request = _Request(self, size, hotword_ids, stats, results, report,
                            self.settings.padding_limit_pct / 100.0, with_times,
-                           name=f"run-{next(_RUN_NUMBERS)}")
+                           name=f"run-{next(_RUN_NUMBERS)}", cancel=cancel, on_piece=on_piece)
         alone_once = _EnterOnce(self.batcher.exclusive(request.ticket) if exclusive
                                 else contextlib.nullcontext())
         try:
             while True:
                 waited = time.perf_counter()
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("the request was cancelled")
                 item = next(items, None)
                 stats.wait_s += time.perf_counter() - waited
                 if item is None:
@@ -237,6 +246,12 @@ class Engine:
                 "batch %d, %d back-off(s), model waited %.2f s", stats.files, stats.failed,
                 stats.audio_s, stats.wall_s, stats.speed, size, stats.backoffs, stats.wait_s)
         return Transcription(final, stats)
+
+    def piece_text(self, piece: Piece) -> str:
+        """One piece's text for a live stream, punctuated on its own (the file's final text is
+        punctuated whole, so a mark at a piece's edge may differ there)."""
+        punctuator = self.punctuator
+        return assemble([piece], punctuator.punctuate if punctuator else None).text
 
     def set_default_batch_size(self, size: int) -> None:
         coerce("batch_size", size, "the new default batch size")  # same bounds as config.yaml
@@ -412,8 +427,12 @@ class _Request:
 
     def __init__(self, engine: Engine, size: int, hotword_ids, stats: RunStats,
                  results: list[Result | None], report: _ProgressReport, padding_limit: float,
-                 timestamps: bool, name: str):
+                 timestamps: bool, name: str, cancel: threading.Event | None = None,
+                 on_piece: Callable[[int, Piece], None] | None = None):
         self.engine = engine
+        self.cancel = cancel
+        self.on_piece = on_piece
+        self._touched: set[int] = set()  # files with pieces not yet handed to on_piece
         self.size = size
         self.padding_limit = padding_limit
         self.timestamps = timestamps
@@ -447,10 +466,14 @@ class _Request:
         self._finish_ready()
 
     def _wait(self, done: Callable[[], bool]) -> None:
-        """Wait for `done`, assembling files as they complete (so progress moves meanwhile)."""
+        """Wait for `done`, assembling files as they complete (so progress moves meanwhile),
+        handing out finished pieces, and giving up if the caller was cancelled."""
         self._finish_ready()
         while not done():
-            self.engine.batcher.wait_for(lambda: done() or bool(self._ready))
+            self.engine.batcher.wait_for(lambda: done() or bool(self._ready) or bool(self._touched),
+                                         timeout=0.2 if self.cancel is not None else None)
+            if self.cancel is not None and self.cancel.is_set():
+                raise Cancelled("the request was cancelled")
             self._finish_ready()
 
     def _take_batch(self) -> list[Unit]:
@@ -493,14 +516,33 @@ class _Request:
                 entry.error = outcome.error
             entry.model_s += outcome.model_s
             entry.batch = max(entry.batch, outcome.batch_size)
+            if self.on_piece is not None:
+                self._touched.add(unit.file)
             if not entry.outstanding:
                 self._ready.append(unit.file)
 
     def _finish_ready(self) -> None:
         with self._lock:
             ready, self._ready = self._ready, []
+            touched, self._touched = self._touched, set()
+        for index in sorted(touched):
+            self._hand_out_pieces(index)
         for index in ready:
             self._finish(index)
+
+    def _hand_out_pieces(self, index: int) -> None:
+        """Give on_piece the file's pieces that are done and have nothing unfinished before them."""
+        with self._lock:
+            entry = self.partial.get(index)
+            if entry is None:
+                return
+            waiting = min(entry.outstanding, default=None)
+            fresh = [key for key in sorted(entry.decoded) if key not in entry.handed_out
+                     and (waiting is None or key < waiting)]
+            entry.handed_out.update(fresh)
+            pieces = [Piece(*entry.spans[k], entry.decoded[k]) for k in fresh if entry.decoded[k] is not None]
+        for piece in pieces:
+            self.on_piece(index, piece)
 
     def close(self) -> None:
         """Copy the shared batches' figures into this run's statistics."""

@@ -86,6 +86,11 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = field(default=7860, metadata={"min": 1, "max": 65535})
     max_file_size_mb: int = field(default=500, metadata=_at_least(1))
+    api: bool = True
+    api_keys: list[str] = field(default_factory=list, metadata={"secret": True})
+    ui_auth: list[str] = field(default_factory=list, metadata={"secret": True})
+    cors_origins: list[str] = field(default_factory=list)
+    ui_concurrency: int = field(default=8, metadata={"min": 1, "max": 256})
 
 
 @dataclass
@@ -230,7 +235,8 @@ def coerce(key: str, value: Any, source: str) -> Any:
         raise SettingsError(f"unknown setting '{key}' in {source}{hint}")
     hint, meta = SCHEMA[key]
     allowed = _describe(hint, meta)
-    bad = SettingsError(f"setting '{key}' from {source} is {value!r}; it must be {allowed}")
+    shown = "(hidden)" if meta.get("secret") else repr(value)  # keys and passwords never reach a log
+    bad = SettingsError(f"setting '{key}' from {source} is {shown}; it must be {allowed}")
     try:
         if hint is bool:
             if isinstance(value, bool):

@@ -73,11 +73,12 @@ def test_documented_api_names_exist_and_internal_events_stay_private(client):
     assert all(n in ours or "batch_size" in n for n in names), names
 
 
-def test_recognition_events_share_one_gpu_slot(served):
+def test_recognition_events_run_side_by_side_and_the_wizard_alone(served):
     deps = {d.api_name: d for d in served["demo"].fns.values()}
     for name in ("transcribe_file", "transcribe_batch", "transcribe_folder"):
-        assert deps[name].concurrency_limit == 1
-        assert deps[name].concurrency_id == webui.GPU_QUEUE
+        assert deps[name].concurrency_limit == served["engine"].settings.server.ui_concurrency > 1
+        assert deps[name].concurrency_id == webui.RECOGNITION_QUEUE
+    assert deps["tune_batch_size"].concurrency_limit == 1
 
 
 def test_transcribe_file(client, served, reference_wavs):

@@ -1,0 +1,384 @@
+"""The OpenAI-compatible transcription API, and the one app that serves it with the web UI.
+
+Programs already speak OpenAI's `POST /v1/audio/transcriptions`; this answers it with the same
+engine, the same batches (every client's audio shares them with the UI's) and the same
+guarantees. Field names, response shapes and error shapes follow OpenAI's, so the official
+`openai` client works unchanged; hotwords travel in a `hotwords` form field (the client's
+`extra_body`), with `prompt` as a fallback. HTTP only: recognition, formats and punctuation all
+happen in the engine (`asr/`).
+
+    python launch.py          # UI at /, API at /v1, health at /health, one port
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import os
+import queue
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.datastructures import UploadFile
+
+from asr import export
+from asr.batcher import Cancelled, QueueFull
+from asr.engine import Engine
+from asr.hotwords import HotwordError
+from asr.results import Result
+from asr.transcript import Piece
+
+log = logging.getLogger(__name__)
+
+MODEL_ID = "seaco-paraformer"
+MODEL_ALIASES = ("whisper-1",)  # clients written for OpenAI often hard-code it
+RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+GRANULARITIES = ("segment", "word")
+CHINESE = ("zh", "zh-cn", "zh-hans", "cmn", "chinese", "mandarin")
+RETRY_AFTER_S = 5
+
+
+class ApiError(Exception):
+    """An error in OpenAI's shape: {"error": {"message", "type", "param", "code"}}."""
+
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
+                 kind: str = "invalid_request_error", headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
+        self.headers = headers or {}
+
+    def response(self) -> JSONResponse:
+        body = {"error": {"message": self.message, "type": self.kind, "param": self.param,
+                          "code": self.code}}
+        return JSONResponse(body, status_code=self.status, headers=self.headers)
+
+
+@dataclass
+class TranscriptionRequest:
+    """The form fields of one request, checked."""
+
+    upload: UploadFile
+    response_format: str
+    granularities: list[str]
+    hotwords: str | None
+    stream: bool
+
+
+def build_api(engine: Engine) -> FastAPI:
+    """The FastAPI app with /health and /v1 (when server.api is on)."""
+    settings = engine.settings
+    app = FastAPI(title="Seaco WebUI API", docs_url="/v1/docs", openapi_url="/v1/openapi.json")
+    keys = [k for k in settings.server.api_keys if k]
+    max_bytes = settings.server.max_file_size_mb * 2**20
+    accepted_models = {MODEL_ID, *MODEL_ALIASES, engine.loaded.spec}
+    if settings.server.cors_origins:  # off unless listed: browsers elsewhere may not call us
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=settings.server.cors_origins,
+                           allow_methods=["GET", "POST"], allow_headers=["*"])
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return ApiError(400, f"invalid request: {exc.errors()}").response()
+
+    @app.middleware("http")
+    async def _keys_and_failures(request: Request, call_next):
+        if request.url.path.startswith("/v1/"):
+            if not settings.server.api:
+                return ApiError(404, "the API is switched off on this server (server.api)",
+                                code="api_disabled").response()
+            if keys and not _key_ok(request.headers.get("authorization", ""), keys):
+                return ApiError(401, "Incorrect or missing API key: send 'Authorization: Bearer <key>'",
+                                code="invalid_api_key").response()
+        try:
+            return await call_next(request)
+        except Exception:  # noqa: BLE001 - one request's failure never takes the server down
+            log.exception("unexpected error serving %s", request.url.path)
+            return ApiError(500, "internal server error; details are in the server log",
+                            kind="server_error").response()
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        stats = engine.batcher.stats()
+        return {"status": "ok", "model_loaded": engine.loaded is not None, "model": engine.loaded.spec,
+                "device": str(engine.loaded.device), "queued_audio_s": round(stats.queued_s, 2),
+                "requests_waiting": stats.requests_waiting}
+
+    @app.get("/v1/models")
+    def models() -> dict[str, Any]:
+        return {"object": "list", "data": [_model_card()]}
+
+    @app.get("/v1/models/{model_id}")
+    def model(model_id: str) -> dict[str, Any]:
+        if model_id not in accepted_models:
+            raise ApiError(404, f"model '{model_id}' does not exist here", param="model",
+                           code="model_not_found")
+        return _model_card()
+
+    @app.post("/v1/audio/transcriptions")
+    async def transcriptions(request: Request) -> Response:
+        declared = int(request.headers.get("content-length") or 0)
+        if declared > max_bytes + 2**20:
+            raise _too_large(max_bytes)
+        fields = await _parse(request, accepted_models)
+        data = await fields.upload.read()
+        if len(data) > max_bytes:
+            raise _too_large(max_bytes)
+        if not data:
+            raise ApiError(400, "the uploaded file is empty", param="file", code="invalid_file")
+        timestamps = fields.response_format in ("srt", "vtt", "verbose_json")
+        with _temporary_copy(data, fields.upload.filename) as path:
+            if fields.stream:
+                return await _stream(engine, request, path, fields, timestamps)
+            result, duration = await _run(engine, request, path, fields.hotwords, timestamps)
+        return _respond(result, fields, duration)
+
+    return app
+
+
+def _model_card() -> dict[str, Any]:
+    return {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "seaco-webui"}
+
+
+def _key_ok(header: str, keys: list[str]) -> bool:
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        return False
+    return any(hmac.compare_digest(given.strip().encode(), key.encode()) for key in keys)
+
+
+def _too_large(max_bytes: int) -> ApiError:
+    return ApiError(413, f"the file is larger than the server's limit of {max_bytes // 2**20} MB "
+                         "(server.max_file_size_mb)", param="file", code="file_too_large")
+
+
+async def _parse(request: Request, accepted_models: set[str]) -> TranscriptionRequest:
+    try:
+        form = await request.form(max_files=1, max_fields=64)
+    except Exception as exc:  # noqa: BLE001 - a malformed body is the client's to fix
+        raise ApiError(400, f"could not read the multipart form: {exc}") from None
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise ApiError(400, "the 'file' field with the audio is required", param="file")
+    model = str(form.get("model") or MODEL_ID)
+    if model not in accepted_models:
+        raise ApiError(400, f"model '{model}' is not served here; use '{MODEL_ID}'", param="model",
+                       code="model_not_found")
+    language = str(form.get("language") or "zh").strip().lower()
+    if language not in CHINESE:
+        raise ApiError(400, f"language '{language}' is not supported: this model recognises Mandarin "
+                            "Chinese only (use 'zh' or leave it out)", param="language",
+                       code="unsupported_language")
+    response_format = str(form.get("response_format") or "json")
+    if response_format not in RESPONSE_FORMATS:
+        raise ApiError(400, f"response_format must be one of {', '.join(RESPONSE_FORMATS)}",
+                       param="response_format")
+    granularities = [str(g) for g in form.getlist("timestamp_granularities[]")
+                     + form.getlist("timestamp_granularities")]
+    if any(g not in GRANULARITIES for g in granularities):
+        raise ApiError(400, "timestamp_granularities may hold 'segment' and 'word'",
+                       param="timestamp_granularities")
+    if granularities and response_format != "verbose_json":
+        raise ApiError(400, "timestamp_granularities needs response_format 'verbose_json'",
+                       param="timestamp_granularities")
+    stream = str(form.get("stream") or "false").lower() in ("true", "1")
+    if stream and response_format not in ("json", "text"):
+        raise ApiError(400, "stream needs response_format 'json' or 'text'", param="stream")
+    temperature = form.get("temperature")
+    if temperature not in (None, ""):
+        try:
+            float(str(temperature))  # accepted and ignored: decoding here is not sampled
+        except ValueError:
+            raise ApiError(400, "temperature must be a number", param="temperature") from None
+    hotwords = str(form.get("hotwords") or form.get("prompt") or "").strip() or None
+    return TranscriptionRequest(upload, response_format, granularities, hotwords, stream)
+
+
+@contextlib.contextmanager
+def _temporary_copy(data: bytes, filename: str | None):
+    suffix = PurePath(filename or "audio").suffix[:16]
+    handle, name = tempfile.mkstemp(prefix="seaco-api-", suffix=suffix)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        yield Path(name)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+
+
+async def _watch_disconnect(request: Request, cancel: threading.Event) -> None:
+    while not cancel.is_set():
+        if await request.is_disconnected():
+            log.info("API client disconnected; cancelling its request")
+            cancel.set()
+            return
+        await asyncio.sleep(0.25)
+
+
+async def _run(engine: Engine, request: Request, path: Path, hotwords: str | None,
+               timestamps: bool) -> tuple[Result, float]:
+    cancel = threading.Event()
+    watcher = asyncio.create_task(_watch_disconnect(request, cancel))
+    try:
+        run = await asyncio.to_thread(engine.run, [path], hotwords=hotwords, timestamps=timestamps,
+                                      cancel=cancel)
+    except (HotwordError, ValueError) as exc:
+        raise ApiError(400, str(exc), param="hotwords", code="invalid_hotwords") from None
+    except QueueFull as exc:
+        raise ApiError(503, str(exc), kind="server_error", code="server_busy",
+                       headers={"Retry-After": str(RETRY_AFTER_S)}) from None
+    except Cancelled:
+        raise ApiError(499, "the client closed the request", code="client_closed") from None
+    finally:
+        cancel.set()
+        watcher.cancel()
+    result = run.results[0]
+    if not result.ok:
+        raise ApiError(400, f"the audio could not be recognised: {result.error}", param="file",
+                       code="invalid_audio")
+    return result, result.duration_s
+
+
+def _respond(result: Result, fields: TranscriptionRequest, duration: float) -> Response:
+    fmt = fields.response_format
+    if fmt == "text":
+        return PlainTextResponse(result.text + "\n")
+    if fmt == "srt":
+        return PlainTextResponse(export.srt(result))
+    if fmt == "vtt":
+        return PlainTextResponse(export.vtt(result), media_type="text/vtt")
+    usage = {"type": "duration", "seconds": round(duration, 3)}
+    if fmt == "json":
+        return JSONResponse({"text": result.text, "usage": usage})
+    return JSONResponse(verbose(result, fields.granularities))
+
+
+def verbose(result: Result, granularities: list[str]) -> dict[str, Any]:
+    """OpenAI's verbose_json: Whisper-only fields get neutral values; words only when asked."""
+    body: dict[str, Any] = {"task": "transcribe", "language": "chinese",
+                            "duration": round(result.duration_s, 3), "text": result.text}
+    if not granularities or "segment" in granularities:
+        body["segments"] = [
+            {"id": number, "seek": 0, "start": round(s.start_s, 3), "end": round(s.end_s, 3),
+             "text": s.text, "tokens": [], "temperature": 0.0,
+             "avg_logprob": round(_log(s.confidence), 4), "compression_ratio": 1.0,
+             "no_speech_prob": 0.0}
+            for number, s in enumerate(result.segments)]
+    if "word" in granularities:
+        body["words"] = [{"word": w.text, "start": round(w.start_s, 3), "end": round(w.end_s, 3)}
+                         for s in result.segments for w in (s.words or [])]
+    body["usage"] = {"type": "duration", "seconds": round(result.duration_s, 3)}
+    return body
+
+
+def _log(value: float) -> float:
+    import math
+
+    return math.log(value) if value > 0 else -100.0
+
+
+async def _stream(engine: Engine, request: Request, path: Path, fields: TranscriptionRequest,
+                  timestamps: bool) -> Response:
+    """Server-sent events: `transcript.text.delta` per finished piece, in time order, then
+    `transcript.text.done` with the whole (punctuated) text. Errors found before the first piece
+    (bad audio, busy server) are answered as plain errors with their status."""
+    events: queue.Queue = queue.Queue()
+    cancel = threading.Event()
+
+    def on_piece(_: int, piece: Piece) -> None:
+        events.put(("delta", engine.piece_text(piece)))
+
+    def work() -> None:
+        try:
+            run = engine.run([path], hotwords=fields.hotwords, timestamps=timestamps, cancel=cancel,
+                             on_piece=on_piece)
+            events.put(("done", run.results[0]))
+        except Exception as exc:  # noqa: BLE001 - handed to the response below
+            events.put(("error", exc))
+
+    worker = threading.Thread(target=work, name="api-stream", daemon=True)
+    worker.start()
+    watcher = asyncio.create_task(_watch_disconnect(request, cancel))
+    first = await asyncio.to_thread(events.get)
+    if first[0] == "error" or (first[0] == "done" and not first[1].ok):
+        cancel.set()
+        watcher.cancel()
+        _raise_for(first)
+
+    async def body() -> AsyncIterator[bytes]:
+        item = first
+        try:
+            while True:
+                kind, value = item
+                if kind == "delta" and value:
+                    yield _sse({"type": "transcript.text.delta", "delta": value})
+                elif kind == "done":
+                    done = {"type": "transcript.text.done", "text": value.text,
+                            "usage": {"type": "duration", "seconds": round(value.duration_s, 3)}}
+                    yield _sse(done)
+                    return
+                elif kind == "error":
+                    yield _sse({"error": {"message": str(value), "type": "server_error",
+                                          "param": None, "code": None}}, event="error")
+                    return
+                item = await asyncio.to_thread(events.get)
+        finally:
+            cancel.set()
+            watcher.cancel()
+
+    return StreamingResponse(body(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})
+
+
+def _raise_for(item: tuple[str, Any]) -> None:
+    kind, value = item
+    if kind == "done":
+        raise ApiError(400, f"the audio could not be recognised: {value.error}", param="file",
+                       code="invalid_audio")
+    if isinstance(value, QueueFull):
+        raise ApiError(503, str(value), kind="server_error", code="server_busy",
+                       headers={"Retry-After": str(RETRY_AFTER_S)})
+    if isinstance(value, (HotwordError, ValueError)):
+        raise ApiError(400, str(value), param="hotwords", code="invalid_hotwords")
+    raise value
+
+
+def _sse(payload: dict[str, Any], event: str | None = None) -> bytes:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+
+
+def serve(app: FastAPI, host: str, port: int):
+    """A uvicorn server for `app` on its own thread; returns it once it accepts connections."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
+                            timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive():
+            raise OSError(f"cannot serve on {host}:{port} (see the log above)")
+        if time.monotonic() > deadline:
+            raise OSError(f"the server on {host}:{port} did not start within 60 s")
+        time.sleep(0.05)
+    server.thread = thread
+    return server
