@@ -100,13 +100,6 @@ class Ticket:
     def submit(self, units: list[Unit]) -> None:
         self.batcher.submit(self, units)
 
-    def wait_below(self, limit: int) -> None:
-        """Back-pressure: block while more than `limit` of this ticket's units are unanswered."""
-        self.batcher.wait_for(lambda: self.in_flight <= limit or self.cancelled)
-
-    def wait_done(self) -> None:
-        self.batcher.wait_for(lambda: self.in_flight == 0)
-
     def cancel(self) -> None:
         """The requester went away: its waiting units are dropped, no one else is affected."""
         self.batcher.cancel(self)
@@ -237,6 +230,10 @@ class Batcher:
             while True:
                 batch, deadline = self._form()
                 if batch and (deadline is None or time.monotonic() >= deadline):
+                    # The anchor's request goes to the back of the line: the next batch is
+                    # anchored by the next request.
+                    self._turns.remove(batch[0].owner)
+                    self._turns.append(batch[0].owner)
                     taken = {id(u) for u in batch}
                     self._pending = [u for u in self._pending if id(u) not in taken]
                     for ticket in {id(u.owner): u.owner for u in batch}.values():
@@ -254,9 +251,8 @@ class Batcher:
                       if self._exclusive is None or u.owner is self._exclusive]
         if not candidates:
             return [], None
-        owners = [t for t in self._turns if any(u.owner is t for u in candidates)]
-        anchor_owner = owners[0]
-        self._turns.rotate(-(self._turns.index(anchor_owner) + 1))  # next batch: the next request
+        waiting = {id(u.owner) for u in candidates}
+        anchor_owner = next(t for t in self._turns if id(t) in waiting)
         own = [u for u in candidates if u.owner is anchor_owner]
         anchor = max(own, key=lambda u: (u.frames, -u.queued_at))
         size = min(anchor_owner.size, self._ceiling or anchor_owner.size)
