@@ -14,20 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import logging
 import os
-import queue
 import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.datastructures import UploadFile
@@ -35,7 +36,7 @@ from starlette.datastructures import UploadFile
 from asr import export
 from asr.batcher import Cancelled, QueueFull
 from asr.engine import Engine
-from asr.hotwords import HotwordError
+from asr.hotwords import HotwordError, parse_hotwords
 from asr.results import Result
 from asr.transcript import Piece
 
@@ -47,6 +48,7 @@ RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 GRANULARITIES = ("segment", "word")
 CHINESE = ("zh", "zh-cn", "zh-hans", "cmn", "chinese", "mandarin")
 RETRY_AFTER_S = 5
+API_THREADS = 64  # requests waiting on the model at once; more wait for a thread, not refused
 
 
 class ApiError(Exception):
@@ -80,6 +82,10 @@ def build_api(engine: Engine) -> FastAPI:
     settings = engine.settings
     app = FastAPI(title="Seaco WebUI API", docs_url="/v1/docs", openapi_url="/v1/openapi.json")
     keys = [k for k in settings.server.api_keys if k]
+    # engine.run blocks until its audio is recognised; each request waits on its own thread,
+    # not asyncio's small default pool (cores + 4), or the seventh client would queue outside
+    # the batcher and never share a batch.
+    runner = ThreadPoolExecutor(max_workers=API_THREADS, thread_name_prefix="api-run")
     max_bytes = settings.server.max_file_size_mb * 2**20
     accepted_models = {MODEL_ID, *MODEL_ALIASES, engine.loaded.spec}
     if settings.server.cors_origins:  # off unless listed: browsers elsewhere may not call us
@@ -96,21 +102,24 @@ def build_api(engine: Engine) -> FastAPI:
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         return ApiError(400, f"invalid request: {exc.errors()}").response()
 
-    @app.middleware("http")
-    async def _keys_and_failures(request: Request, call_next):
-        if request.url.path.startswith("/v1/"):
-            if not settings.server.api:
-                return ApiError(404, "the API is switched off on this server (server.api)",
-                                code="api_disabled").response()
-            if keys and not _key_ok(request.headers.get("authorization", ""), keys):
-                return ApiError(401, "Incorrect or missing API key: send 'Authorization: Bearer <key>'",
-                                code="invalid_api_key").response()
-        try:
-            return await call_next(request)
-        except Exception:  # noqa: BLE001 - one request's failure never takes the server down
-            log.exception("unexpected error serving %s", request.url.path)
-            return ApiError(500, "internal server error; details are in the server log",
-                            kind="server_error").response()
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # One request's failure never takes the server down, and the client gets OpenAI's shape.
+        log.error("unexpected error serving %s: %s: %s", request.url.path, type(exc).__name__, exc,
+                  exc_info=exc)
+        return ApiError(500, "internal server error; details are in the server log",
+                        kind="server_error").response()
+
+    def access(request: Request) -> None:
+        """Checked on every /v1 route (a dependency, not an HTTP middleware: Starlette's
+        BaseHTTPMiddleware would hide a client's disconnect from the endpoint)."""
+        if not settings.server.api:
+            raise ApiError(404, "the API is switched off on this server (server.api)", code="api_disabled")
+        if keys and not _key_ok(request.headers.get("authorization", ""), keys):
+            raise ApiError(401, "Incorrect or missing API key: send 'Authorization: Bearer <key>'",
+                           code="invalid_api_key")
+
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(access)])
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -119,23 +128,23 @@ def build_api(engine: Engine) -> FastAPI:
                 "device": str(engine.loaded.device), "queued_audio_s": round(stats.queued_s, 2),
                 "requests_waiting": stats.requests_waiting}
 
-    @app.get("/v1/models")
+    @v1.get("/models")
     def models() -> dict[str, Any]:
         return {"object": "list", "data": [_model_card()]}
 
-    @app.get("/v1/models/{model_id}")
+    @v1.get("/models/{model_id}")
     def model(model_id: str) -> dict[str, Any]:
         if model_id not in accepted_models:
             raise ApiError(404, f"model '{model_id}' does not exist here", param="model",
                            code="model_not_found")
         return _model_card()
 
-    @app.post("/v1/audio/transcriptions")
+    @v1.post("/audio/transcriptions")
     async def transcriptions(request: Request) -> Response:
         declared = int(request.headers.get("content-length") or 0)
         if declared > max_bytes + 2**20:
             raise _too_large(max_bytes)
-        fields = await _parse(request, accepted_models)
+        fields = await _parse(request, accepted_models, engine)
         data = await fields.upload.read()
         if len(data) > max_bytes:
             raise _too_large(max_bytes)
@@ -144,10 +153,12 @@ def build_api(engine: Engine) -> FastAPI:
         timestamps = fields.response_format in ("srt", "vtt", "verbose_json")
         with _temporary_copy(data, fields.upload.filename) as path:
             if fields.stream:
-                return await _stream(engine, request, path, fields, timestamps)
-            result, duration = await _run(engine, request, path, fields.hotwords, timestamps)
+                return await _stream(engine, runner, request, path, fields, timestamps)
+            result, duration = await _run(engine, runner, request, path, fields.hotwords, timestamps)
         return _respond(result, fields, duration)
 
+    app.include_router(v1)
+    app.router.on_shutdown.append(lambda: runner.shutdown(wait=False, cancel_futures=True))
     return app
 
 
@@ -167,7 +178,7 @@ def _too_large(max_bytes: int) -> ApiError:
                          "(server.max_file_size_mb)", param="file", code="file_too_large")
 
 
-async def _parse(request: Request, accepted_models: set[str]) -> TranscriptionRequest:
+async def _parse(request: Request, accepted_models: set[str], engine: Engine) -> TranscriptionRequest:
     try:
         form = await request.form(max_files=1, max_fields=64)
     except Exception as exc:  # noqa: BLE001 - a malformed body is the client's to fix
@@ -205,8 +216,26 @@ async def _parse(request: Request, accepted_models: set[str]) -> TranscriptionRe
             float(str(temperature))  # accepted and ignored: decoding here is not sampled
         except ValueError:
             raise ApiError(400, "temperature must be a number", param="temperature") from None
-    hotwords = str(form.get("hotwords") or form.get("prompt") or "").strip() or None
+    hotwords = str(form.get("hotwords") or "").strip() or None
+    if hotwords is None:
+        hotwords = _prompt_as_hotwords(str(form.get("prompt") or ""), engine)
     return TranscriptionRequest(upload, response_format, granularities, hotwords, stream)
+
+
+def _prompt_as_hotwords(prompt: str, engine: Engine) -> str | None:
+    """`prompt` stands in for hotwords when it reads as hotwords ("达摩院 魔搭"); a Whisper-style
+    prompt sentence ("以下是普通话的句子。") is no hotword list and is ignored, not refused, so
+    programs written for OpenAI keep working."""
+    prompt = prompt.strip()
+    if not prompt:
+        return None
+    limits = engine.settings.hotwords
+    try:
+        parse_hotwords(prompt, limits.max_count, limits.max_chars)
+    except HotwordError as exc:
+        log.info("prompt not used as hotwords (%s)", exc)
+        return None
+    return prompt
 
 
 @contextlib.contextmanager
@@ -231,13 +260,13 @@ async def _watch_disconnect(request: Request, cancel: threading.Event) -> None:
         await asyncio.sleep(0.25)
 
 
-async def _run(engine: Engine, request: Request, path: Path, hotwords: str | None,
-               timestamps: bool) -> tuple[Result, float]:
+async def _run(engine: Engine, runner: ThreadPoolExecutor, request: Request, path: Path,
+               hotwords: str | None, timestamps: bool) -> tuple[Result, float]:
     cancel = threading.Event()
     watcher = asyncio.create_task(_watch_disconnect(request, cancel))
+    call = functools.partial(engine.run, [path], hotwords=hotwords, timestamps=timestamps, cancel=cancel)
     try:
-        run = await asyncio.to_thread(engine.run, [path], hotwords=hotwords, timestamps=timestamps,
-                                      cancel=cancel)
+        run = await asyncio.get_running_loop().run_in_executor(runner, call)
     except (HotwordError, ValueError) as exc:
         raise ApiError(400, str(exc), param="hotwords", code="invalid_hotwords") from None
     except QueueFull as exc:
@@ -293,29 +322,32 @@ def _log(value: float) -> float:
     return math.log(value) if value > 0 else -100.0
 
 
-async def _stream(engine: Engine, request: Request, path: Path, fields: TranscriptionRequest,
-                  timestamps: bool) -> Response:
+async def _stream(engine: Engine, runner: ThreadPoolExecutor, request: Request, path: Path,
+                  fields: TranscriptionRequest, timestamps: bool) -> Response:
     """Server-sent events: `transcript.text.delta` per finished piece, in time order, then
     `transcript.text.done` with the whole (punctuated) text. Errors found before the first piece
     (bad audio, busy server) are answered as plain errors with their status."""
-    events: queue.Queue = queue.Queue()
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue = asyncio.Queue()
     cancel = threading.Event()
 
+    def put(item: tuple[str, Any]) -> None:
+        loop.call_soon_threadsafe(events.put_nowait, item)
+
     def on_piece(_: int, piece: Piece) -> None:
-        events.put(("delta", engine.piece_text(piece)))
+        put(("delta", engine.piece_text(piece)))
 
     def work() -> None:
         try:
             run = engine.run([path], hotwords=fields.hotwords, timestamps=timestamps, cancel=cancel,
                              on_piece=on_piece)
-            events.put(("done", run.results[0]))
+            put(("done", run.results[0]))
         except Exception as exc:  # noqa: BLE001 - handed to the response below
-            events.put(("error", exc))
+            put(("error", exc))
 
-    worker = threading.Thread(target=work, name="api-stream", daemon=True)
-    worker.start()
+    runner.submit(work)
     watcher = asyncio.create_task(_watch_disconnect(request, cancel))
-    first = await asyncio.to_thread(events.get)
+    first = await events.get()
     if first[0] == "error" or (first[0] == "done" and not first[1].ok):
         cancel.set()
         watcher.cancel()
@@ -337,7 +369,7 @@ async def _stream(engine: Engine, request: Request, path: Path, fields: Transcri
                     yield _sse({"error": {"message": str(value), "type": "server_error",
                                           "param": None, "code": None}}, event="error")
                     return
-                item = await asyncio.to_thread(events.get)
+                item = await events.get()
         finally:
             cancel.set()
             watcher.cancel()
