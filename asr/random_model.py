@@ -11,13 +11,12 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 import yaml
+
+from .model_dir import write_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -143,32 +142,16 @@ def generate(size: str, target: Path, seed: int = 0) -> Path:
     config = build_config(size)
     vocab = build_vocabulary(size)
     generator = torch.Generator().manual_seed(seed)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        model = _instantiate(config, len(vocab), seed)
-        torch.save(model.state_dict(), staging / "model.pt")
-        (staging / "config.yaml").write_text(
-            yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8"
-        )
-        (staging / "tokens.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    model = _instantiate(config, len(vocab), seed)
+    dim = config["frontend_conf"]["n_mels"] * config["frontend_conf"]["lfr_m"]
+    write_model_dir(target, model.state_dict(), config, texts={
+        "tokens.json": json.dumps(vocab, ensure_ascii=False),
         # The real model ships a seg_dict that maps words to tokens; FunASR uses it to split
         # hotwords into characters. Ours maps every character to itself.
-        (staging / "seg_dict").write_text(
-            "".join(f"{t} {t}\n" for t in vocab if not t.startswith("<")), encoding="utf-8"
-        )
-        dim = config["frontend_conf"]["n_mels"] * config["frontend_conf"]["lfr_m"]
-        (staging / "am.mvn").write_text(_cmvn_text(dim, generator), encoding="utf-8")
-        (staging / "configuration.json").write_text(
-            json.dumps(_configuration_json(), indent=2), encoding="utf-8"
-        )
-        params = sum(p.numel() for p in model.parameters())
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        "seg_dict": "".join(f"{t} {t}\n" for t in vocab if not t.startswith("<")),
+        "am.mvn": _cmvn_text(dim, generator),
+    }, configuration=_configuration_json())
+    params = sum(p.numel() for p in model.parameters())
     log.info("generated random:%s model (%.1f M parameters) at %s", size, params / 1e6, target)
     return target
 

@@ -19,15 +19,12 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
-import shutil
 import string
-import tempfile
 from pathlib import Path
 
 import torch
-import yaml
 
+from .model_dir import write_model_dir
 from .random_model import build_vocabulary as build_asr_vocabulary
 from .random_model import random_size
 
@@ -182,25 +179,11 @@ def generate(size: str, target: Path, seed: int = 0) -> Path:
     """Write a complete random-weight punctuation model directory at `target` (atomically)."""
     config = build_config(size)
     vocab = build_vocabulary()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        model = _instantiate(config, len(vocab), seed)
-        torch.save(model.state_dict(), staging / "model.pt")
-        (staging / "config.yaml").write_text(
-            yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8"
-        )
-        (staging / "tokens.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-        (staging / "configuration.json").write_text(
-            json.dumps(_configuration_json(), indent=2), encoding="utf-8"
-        )
-        params = sum(p.numel() for p in model.parameters())
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    model = _instantiate(config, len(vocab), seed)
+    write_model_dir(target, model.state_dict(), config,
+                    texts={"tokens.json": json.dumps(vocab, ensure_ascii=False)},
+                    configuration=_configuration_json())
+    params = sum(p.numel() for p in model.parameters())
     log.info("generated random:%s punctuation model (%.1f M parameters) at %s", size, params / 1e6, target)
     return target
 

@@ -19,14 +19,11 @@ import io
 import json
 import logging
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
-import yaml
 
+from .model_dir import write_model_dir
 from .random_model import RANDOM_PREFIX, is_random_spec
 
 log = logging.getLogger(__name__)
@@ -237,30 +234,11 @@ def generate(target: Path, seed: int = 0) -> Path:
     frontend_conf = config["frontend_conf"]
     generator = torch.Generator().manual_seed(seed)
     shift, scale = _cmvn_stats(frontend_conf["n_mels"], frontend_conf["lfr_m"], generator)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        model = _instantiate(config, seed)
-        _calibrate_energy_head(model, shift, scale, config["model_conf"]["speech_noise_thres"])
-        torch.save(model.state_dict(), staging / "model.pt")
-        (staging / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-        (staging / "am.mvn").write_text(_cmvn_text(shift, scale), encoding="utf-8")
-        (staging / "configuration.json").write_text(
-            json.dumps(_configuration_json(), indent=2), encoding="utf-8"
-        )
-        params = sum(p.numel() for p in model.parameters())
-        if target.exists():
-            shutil.rmtree(target, ignore_errors=True)
-        try:
-            os.replace(staging, target)
-        except OSError:
-            if not _complete(target):  # not another process winning the race: a real failure
-                raise
-            shutil.rmtree(staging, ignore_errors=True)
-            return target
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    model = _instantiate(config, seed)
+    _calibrate_energy_head(model, shift, scale, config["model_conf"]["speech_noise_thres"])
+    write_model_dir(target, model.state_dict(), config, texts={"am.mvn": _cmvn_text(shift, scale)},
+                    configuration=_configuration_json())
+    params = sum(p.numel() for p in model.parameters())
     log.info("generated random fsmn-vad (%.2f M parameters) at %s", params / 1e6, target)
     return target
 
