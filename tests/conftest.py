@@ -53,6 +53,32 @@ def reference_wavs() -> list[Path]:
     return REFERENCE_WAVS
 
 
+def run_together(calls) -> list:
+    """Each zero-argument call on its own thread, released at the same moment; their return
+    values in order (the first error re-raised). For tests of concurrent requests."""
+    import threading
+
+    results: list = [None] * len(calls)
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(calls))
+
+    def run(index, call) -> None:
+        start.wait()
+        try:
+            results[index] = call()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
 def free_port() -> int:
     """A localhost port nobody listens on now, for a test's own Gradio server."""
     with socket.socket() as sock:

@@ -25,7 +25,7 @@ import pytest
 import soundfile
 import srt
 import webvtt
-from conftest import free_port, speechlike, tiny_settings
+from conftest import free_port, run_together, speechlike, tiny_settings
 from openai import OpenAI
 
 import api
@@ -230,29 +230,6 @@ def _still_serves(served: Served, path: Path) -> None:
     """After any refusal, the same server answers a good request correctly."""
     expected = _expect(served.engine, path)
     assert _transcribe(served.client(), path).text == expected.text
-
-
-def _concurrently(calls: list[Callable[[], object]]) -> list:
-    """Each call on its own thread, released together; their results in order (errors re-raised)."""
-    results: list = [None] * len(calls)
-    errors: list[BaseException] = []
-    start = threading.Barrier(len(calls))
-
-    def run(index: int, call: Callable[[], object]) -> None:
-        start.wait()
-        try:
-            results[index] = call()
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return results
 
 
 @contextlib.contextmanager
@@ -628,7 +605,7 @@ def test_eight_concurrent_clients_each_get_their_own_transcript(batching_server,
     engine = batching_server.engine
     alone = [_expect(engine, p, timestamps=True, batch_size=1) for p in mixes]
     before = engine.batcher.stats()
-    results = _concurrently([lambda p=p: _transcribe(batching_server.client(), p,
+    results = run_together([lambda p=p: _transcribe(batching_server.client(), p,
                                                      response_format="verbose_json") for p in mixes])
     for path, result, mine in zip(mixes, results, alone, strict=True):
         assert result.text == mine.text, path.name
@@ -648,7 +625,7 @@ def test_requests_with_different_hotwords_never_share_a_batch(batching_server, m
     words = [first, second, None, first, second, None, first, None]
     alone = [_expect(engine, p, hotwords=w, batch_size=1) for p, w in zip(mixes, words, strict=True)]
     before = engine.batcher.stats()
-    results = _concurrently([
+    results = run_together([
         lambda p=p, w=w: _transcribe(batching_server.client(), p,
                                      extra_body={"hotwords": w} if w else None)
         for p, w in zip(mixes, words, strict=True)])

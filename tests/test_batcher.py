@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 import soundfile
-from conftest import speechlike, tiny_settings
+from conftest import run_together, speechlike, tiny_settings
 
 from asr.batcher import QueueFull
 from asr.engine import Engine
@@ -24,35 +24,12 @@ def files(tmp_path_factory, clip_dir, reference_wavs):
     return sorted(clip_dir.glob("*.wav"))[:5] + list(reference_wavs)
 
 
-def _concurrently(calls) -> list:
-    """Run each zero-argument call on its own thread at the same moment; their return values."""
-    results = [None] * len(calls)
-    errors = []
-    start = threading.Barrier(len(calls))
-
-    def run(index, call):
-        start.wait()
-        try:
-            results[index] = call()
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return results
-
-
 def test_eight_concurrent_requests_share_batches_and_keep_their_tokens(loaded_tiny, files):
     engine = Engine(tiny_settings(padding_limit_pct=1000, **{"batching.max_wait_ms": 200}),
                     loaded=loaded_tiny)
     alone = {p.name: engine.transcribe([p], batch_size=1)[0].token_ids for p in files}
     before = engine.batcher.stats()
-    results = _concurrently([lambda p=p: engine.transcribe([p], batch_size=8)[0] for p in files])
+    results = run_together([lambda p=p: engine.transcribe([p], batch_size=8)[0] for p in files])
     for path, result in zip(files, results, strict=True):
         assert result.ok and result.token_ids == alone[path.name], path.name
     stats = engine.batcher.stats()
@@ -67,7 +44,7 @@ def test_requests_with_different_hotwords_never_share_a_batch(loaded_tiny, files
     words = ["达摩院", "魔搭", None, "达摩院", "魔搭", None, "达摩院", None]
     alone = {(p.name, w): engine.transcribe([p], batch_size=1, hotwords=w)[0].token_ids
              for p, w in zip(files, words, strict=True)}
-    results = _concurrently([lambda p=p, w=w: engine.transcribe([p], batch_size=8, hotwords=w)[0]
+    results = run_together([lambda p=p, w=w: engine.transcribe([p], batch_size=8, hotwords=w)[0]
                              for p, w in zip(files, words, strict=True)])
     for path, word, result in zip(files, words, results, strict=True):
         assert result.token_ids == alone[(path.name, word)]
@@ -117,7 +94,7 @@ def test_a_cancelled_request_harms_no_one_else(loaded_tiny, files):
             engine.transcribe(files * 3, progress=_raise_after(2))
         return "left"
 
-    outcomes = _concurrently([leaves, lambda: engine.transcribe(files)])
+    outcomes = run_together([leaves, lambda: engine.transcribe(files)])
     assert outcomes[0] == "left"
     assert [r.token_ids for r in outcomes[1]] == alone
     assert [r.token_ids for r in engine.transcribe(files)] == alone  # still serving
@@ -155,7 +132,7 @@ def test_an_exclusive_run_shares_no_batch(loaded_tiny, files):
     engine = Engine(tiny_settings(padding_limit_pct=1000, **{"batching.max_wait_ms": 100}),
                     loaded=loaded_tiny)
     before = engine.batcher.stats().shared_batches
-    outcomes = _concurrently([lambda: engine.run(files, batch_size=4, exclusive=True),
+    outcomes = run_together([lambda: engine.run(files, batch_size=4, exclusive=True),
                               lambda: engine.run(files, batch_size=4)])
     assert all(r.ok for run in outcomes for r in run.results)
     assert engine.batcher.stats().shared_batches == before
