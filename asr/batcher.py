@@ -6,9 +6,10 @@ waiting: sorted by length, within the padding limit, only among units that share
 (SeACo's hotword filter is per batch) and the timestamp switch. A batch fires when it is full or
 when its first unit has waited `max_wait_s`, so a lone request pays at most that much extra.
 
-Fairness: the first unit of each batch is taken from the requests in turn, so a request of 500
-files cannot hold back a 5-second file sent after it: that file anchors one of the next batches
-and fills it with segments of similar length from anyone.
+Fairness: each batch is anchored by the request with the least audio waiting, so a request of
+500 files cannot hold back a 5-second file sent after it: that file anchors the next batch and
+fills it with segments of similar length from anyone. A request whose oldest segment has waited
+`STARVATION_S` goes first, so long runs advance however many short requests arrive.
 
 Safety, as before batching was shared: an out-of-memory halves the batch (and every later batch
 until the queue drains) down to one unit, then halves that unit at a quiet frame down to a floor;
@@ -36,6 +37,7 @@ from .segment import quiet_split_frame
 log = logging.getLogger(__name__)
 
 OOM_SPLIT_FLOOR_S = 2.0  # a unit that runs out of memory alone is halved while halves are this long
+STARVATION_S = 30.0  # a request whose oldest unit waited this long anchors the next batch
 
 
 class QueueFull(RuntimeError):
@@ -251,27 +253,46 @@ class Batcher:
                       if self._exclusive is None or u.owner is self._exclusive]
         if not candidates:
             return [], None
-        waiting = {id(u.owner) for u in candidates}
-        anchor_owner = next(t for t in self._turns if id(t) in waiting)
+        anchor_owner = self._next_owner(candidates)
         own = [u for u in candidates if u.owner is anchor_owner]
         anchor = max(own, key=lambda u: (u.frames, -u.queued_at))
         size = min(anchor_owner.size, self._ceiling or anchor_owner.size)
-        mates = sorted((u for u in candidates if u is not anchor and u.owner.group == anchor_owner.group
-                        and u.frames <= anchor.frames), key=lambda u: (-u.frames, u.queued_at))
+        # Mates from anyone with the same hotwords, closest in length first (longer ones too: the
+        # anchor may be a short file), while the batch's padding stays within the limit.
+        mates = sorted((u for u in candidates if u is not anchor and u.owner.group == anchor_owner.group),
+                       key=lambda u: (abs(u.frames - anchor.frames), u.queued_at))
         batch = [anchor]
-        real = anchor.frames
+        real, longest = anchor.frames, anchor.frames
         for unit in mates:
             if len(batch) >= size:
                 break
             if len(batch) >= unit.owner.size:  # every member's own batch size is respected
                 continue
-            padded = (len(batch) + 1) * anchor.frames
+            padded = (len(batch) + 1) * max(longest, unit.frames)
             if padded - (real + unit.frames) > self.padding_limit * padded:
-                break  # every later unit is shorter still
+                continue
             batch.append(unit)
             real += unit.frames
+            longest = max(longest, unit.frames)
         oldest = min(u.queued_at for u in batch)
         return batch, None if len(batch) >= size else oldest + self.max_wait_s
+
+    def _next_owner(self, candidates: list[Unit]) -> Ticket:
+        """Whose unit anchors the next batch: the request with the least audio waiting (a 5 s file
+        goes ahead of a 500-file run instead of waiting its turn behind every other request's
+        long batches), unless some request's oldest unit has waited `STARVATION_S`: then the
+        longest-waiting request, so a long run still advances under a stream of short ones."""
+        waiting: dict[int, float] = {}
+        oldest: dict[int, float] = {}
+        for unit in candidates:
+            key = id(unit.owner)
+            waiting[key] = waiting.get(key, 0.0) + unit.frames
+            oldest[key] = min(oldest.get(key, unit.queued_at), unit.queued_at)
+        owners = [t for t in self._turns if id(t) in waiting]
+        starved = [t for t in owners if time.monotonic() - oldest[id(t)] > STARVATION_S]
+        if starved:
+            return min(starved, key=lambda t: oldest[id(t)])
+        return min(owners, key=lambda t: waiting[id(t)])  # min keeps the first of equals: turn order
 
     def _book(self, batch: list[Unit]) -> None:
         s = self._stats
