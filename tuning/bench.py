@@ -3,6 +3,7 @@
 Variants (each run in a fresh process; repeats alternate between variants so a slow minute on a
 shared machine hits all of them alike):
   A   FunASR AutoModel.generate(input=path), file by file, FunASR's defaults: what users do today
+  AN  the same with AutoModel(ncpu=cores): FunASR's default ncpu=4 can be pathological on 2 cores
   B   FunASR AutoModel.generate(input=[files], batch_size=N), best of --b-sizes
   O   funasr_onnx, fp32, on the model exported by FunASR's own exporter (own virtualenv)
   O8  the same, int8-quantised by FunASR's exporter
@@ -13,9 +14,19 @@ shared machine hits all of them alike):
       what the oneDNN kernels of the default (`cpu_gemm: onednn`) are worth on this CPU
   CL  this engine with a batch's files side by side on the CPU (`cpu_lanes` = cores) instead of
       padded, to show what side-by-side costs or gains on this CPU
-Prints speed (x real time), RTF, peak memory, the ratios C/A, C/B, C/O and, per file, whether the
-token ids are identical. `--json OUT` writes everything, with versions, device and thread counts.
-Progress goes to stderr; the table to stdout.
+Transcripts (speech detection, punctuation, word and sentence times), on the same files:
+  AT  FunASR AutoModel(vad_model=fsmn-vad, punc_model=CT-Transformer).generate(input=path,
+      sentence_timestamp=True), file by file, FunASR's defaults
+  ATN the same with AutoModel(ncpu=cores)
+  CT  this engine with vad: silero, punctuation on, timestamps: true
+  The punctuation model is the random build matching the ASR size for random:tiny|large
+  (random:tiny fsmn-vad for AT), else the real ModelScope ids (asr.punctuation.DEFAULT_PUNC_MODEL,
+  asr.vad_fsmn.DEFAULT_FSMN_VAD); CT and AT use the very same punctuation directory.
+Prints speed (x real time), RTF, peak memory, the ratios C/A, C/B, C/O, CT/AT, CT/C and, per file,
+whether the token ids are identical and how far CT's text agrees with AT's (1 - CER, punctuation
+removed). A and AT are each compared through their faster setting (A or AN, AT or ATN: the peer),
+and the CPU targets CT/AT >= 2 and CT/C >= 0.75 are printed with pass/fail. `--json OUT` writes
+everything, with versions, device and thread counts. Progress goes to stderr; the table to stdout.
 """
 
 from __future__ import annotations
@@ -38,7 +49,9 @@ from .bench_clips import describe, ensure_clips, prepare_real_files
 
 log = logging.getLogger("tuning.bench")
 
-VARIANTS = ("A", "B", "O", "O8", "C", "CW", "C8", "CM", "CL")
+VARIANTS = ("A", "AN", "B", "O", "O8", "C", "CW", "C8", "CM", "CL", "AT", "ATN", "CT")
+FUNASR_DEFAULT_NCPU = 4
+IDLE_CORES = 0.5  # --wait-idle: other processes' CPU use (in cores) under which a run may start
 DEFAULT_B_SIZES = {"cpu": [2, 4, 8], "cuda": [8, 16, 32]}
 FUNASR_ONNX_DEFAULT_BATCH = 1
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -48,11 +61,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 class RunSpec:
     """One timed configuration; each repeat of it is one worker process."""
 
-    label: str  # "A", "B@4", "O", "O8", "C", "CW", "C8", "CM", "CL"
-    variant: str  # the worker's variant: A, B, C, O
+    label: str  # "A", "AN", "B@4", "O", "O8", "C", "CW", "C8", "CM", "CL", "AT", "ATN", "CT"
+    variant: str  # the worker's variant: A, B, AT, C, O, wizard
     batch_size: int | None = None
     quantize: bool = False
-    settings: dict | None = None  # engine settings on top of config.yaml (C variants)
+    settings: dict | None = None  # engine settings on top of the bare engine's (C variants)
+    ncpu: int | None = None  # AutoModel(ncpu=...) for the FunASR variants; None: FunASR's default
 
 
 def _variants(text: str) -> list[str]:
@@ -109,7 +123,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", type=_variants, default=list(VARIANTS),
                    help=f"comma-separated, default {','.join(VARIANTS)}")
     p.add_argument("--repeats", type=_positive, default=3, help="timed runs per variant (default 3)")
-    p.add_argument("--profile", action="store_true", help="print where C spends its time")
+    p.add_argument("--profile", action="store_true", help="print where C and CT spend their time")
     p.add_argument("--b-sizes", type=_sizes,
                    help="batch sizes tried for B (default 2,4,8 on CPU, 8,16,32 on CUDA)")
     p.add_argument("--onnx-batch", type=_positive, default=FUNASR_ONNX_DEFAULT_BATCH,
@@ -119,12 +133,49 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fp16", action="store_true", help="run C and CW in half precision (CUDA only)")
     p.add_argument("--config", help="config.yaml for C's default settings (default: the project's)")
     p.add_argument("--timeout", type=_positive, default=3600, help="seconds allowed per run (default 3600)")
+    p.add_argument("--wait-idle", type=int, default=0, metavar="SECONDS",
+                   help="on a shared machine, wait up to SECONDS before each run until other processes "
+                   f"use under {IDLE_CORES:g} core (default 0: start at once); each run records what it "
+                   "found")
     return p
 
 
 def _progress(message: str) -> None:
     sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
     sys.stderr.flush()
+
+
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(all, idle) jiffies of every CPU from /proc/stat; None where there is no /proc/stat."""
+    try:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    values = [int(v) for v in first[1:9]]
+    return sum(values), values[3] + values[4]  # idle + iowait
+
+
+def busy_cores(sample_s: float = 1.0) -> float | None:
+    """Cores kept busy by all processes over `sample_s`. Called between runs, when the bench
+    itself is idle, so it is what the machine's other users take from the next run."""
+    before = _cpu_ticks()
+    time.sleep(sample_s)
+    after = _cpu_ticks()
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    total, idle = after[0] - before[0], after[1] - before[1]
+    return round((total - idle) / total * (os.cpu_count() or 1), 2)
+
+
+def wait_for_idle(max_s: int) -> float | None:
+    """Wait up to `max_s` for the other processes to use under IDLE_CORES; the last reading."""
+    started = time.perf_counter()
+    busy = busy_cores(1.0 if max_s > 0 else 0.5)  # recorded either way: the report notes busy starts
+    if busy is not None and busy >= IDLE_CORES and max_s > 0:
+        _progress(f"other processes use {busy:.1f} cores: waiting up to {max_s} s for the machine to settle")
+        while busy is not None and busy >= IDLE_CORES and time.perf_counter() - started < max_s:
+            busy = busy_cores(2.0)
+    return busy
 
 
 class Bench:
@@ -146,6 +197,9 @@ class Bench:
         self.wizard: dict | None = None
         self.onnx = None
         self.onnx_reason: str | None = None
+        self.extras: dict | None = None  # punctuation and fsmn-vad models of CT and AT
+        self.extras_reason: str | None = None
+        self.skipped: dict[str, str] = {}
 
     # ---- preparation ------------------------------------------------------------------------
 
@@ -198,6 +252,17 @@ class Bench:
             self.onnx_reason = str(exc)
             _progress(f"O/O8 unavailable: {exc}")
 
+    def prepare_extras(self) -> None:
+        """Resolve the punctuation and fsmn-vad models of CT and AT once, before any timed run."""
+        from asr.model import ModelLoadError
+
+        _progress("CT/AT: resolving the punctuation and fsmn-vad models (random ones built on first use)")
+        try:
+            self.extras = extra_models(self.args.model, self.models_dir)
+        except (ModelLoadError, ImportError, ValueError) as exc:
+            self.extras_reason = str(exc)
+            _progress(f"CT/AT unavailable: {exc}")
+
     # ---- running ----------------------------------------------------------------------------
 
     def specs(self) -> list[RunSpec]:
@@ -205,6 +270,7 @@ class Bench:
         specs = []
         if "A" in chosen:
             specs.append(RunSpec("A", "A"))
+        specs += self._tuned_ncpu_specs(chosen, [("AN", "A")])
         if "B" in chosen:
             specs += [RunSpec(f"B@{n}", "B", batch_size=n) for n in self.b_sizes]
         if self.onnx is not None:
@@ -224,29 +290,50 @@ class Bench:
             from asr.model import default_cpu_threads
 
             specs.append(RunSpec("CL", "C", settings={"cpu_lanes": default_cpu_threads()}))
+        if self.extras is not None:
+            if "AT" in chosen:
+                specs.append(RunSpec("AT", "AT"))
+            specs += self._tuned_ncpu_specs(chosen, [("ATN", "AT")])
+            if "CT" in chosen:
+                specs.append(RunSpec("CT", "C", settings={"vad": "silero", "timestamps": True,
+                                                          "punctuation": self.extras["punc_dir"]}))
         return specs
 
-    def _job(self, spec_variant: str, batch_size: int | None = None, quantize: bool = False,
-             settings: dict | None = None) -> dict:
-        job = {"variant": spec_variant, "model_dir": str(self.model_dir), "device": self.device,
+    def _tuned_ncpu_specs(self, chosen: list[str], pairs: list[tuple[str, str]]) -> list[RunSpec]:
+        """AN / ATN: FunASR with ncpu = cores; skipped where that is its default anyway."""
+        from asr.model import default_cpu_threads
+
+        cores = default_cpu_threads()
+        specs = []
+        for label, variant in pairs:
+            if label not in chosen:
+                continue
+            if cores == FUNASR_DEFAULT_NCPU:
+                self.skipped[label] = f"ncpu = cores = {cores} is FunASR's default: the same run as {variant}"
+            else:
+                specs.append(RunSpec(label, variant, ncpu=cores))
+        return specs
+
+    def _job(self, spec: RunSpec) -> dict:
+        job = {"variant": spec.variant, "model_dir": str(self.model_dir), "device": self.device,
                "files": [str(c.path) for c in self.clips], "warmup": [str(c.path) for c in self.warmup],
-               "batch_size": batch_size, "config": self.args.config,
+               "batch_size": spec.batch_size, "config": self.args.config, "ncpu": spec.ncpu,
                # C is the bare engine, as A is bare AutoModel: whole files, no punctuation.
                "settings": {"vad": "energy", "punctuation": "off", "timestamps": False,
                             **({"fp16": True} if self.args.fp16 else {})}}
-        if spec_variant == "C" and quantize:
+        if spec.variant == "C" and spec.quantize:
             job["settings"] = {**job["settings"], "int8": True}
-        if spec_variant == "C" and settings:
-            job["settings"] = {**job["settings"], **settings}
-        if spec_variant == "O":
-            job.update(onnx_dir=str(self.onnx.model_dir), quantize=quantize,
+        if spec.variant == "C" and spec.settings:
+            job["settings"] = {**job["settings"], **spec.settings}
+        if spec.variant == "AT":
+            job.update(vad_model_dir=self.extras["vad_dir"], punc_model_dir=self.extras["punc_dir"])
+        if spec.variant == "O":
+            job.update(onnx_dir=str(self.onnx.model_dir), quantize=spec.quantize,
                        threads=self.args.onnx_threads)
         return job
 
     def _worker(self, job_extra: dict, name: str, spec: RunSpec | None = None) -> dict:
-        job = self._job(spec.variant if spec else job_extra["variant"],
-                        spec.batch_size if spec else None, spec.quantize if spec else False,
-                        spec.settings if spec else None)
+        job = self._job(spec or RunSpec(name, job_extra["variant"]))
         job.update(job_extra)
         job_path = self.run_dir / f"{name}.job.json"
         out_path = self.run_dir / f"{name}.out.json"
@@ -284,13 +371,16 @@ class Bench:
             shift = (round_index * len(specs)) // self.args.repeats if specs else 0
             for spec in specs[shift:] + specs[:shift]:
                 count += 1
+                busy = wait_for_idle(self.args.wait_idle)
                 _progress(f"{count}/{total} round {round_index + 1}/{self.args.repeats}: {spec.label} ...")
                 result = self._worker({}, f"{spec.label.replace('@', '-')}-r{round_index + 1}", spec)
                 result["round"] = round_index + 1
+                result["busy_cores_before"] = busy
                 self.raw.setdefault(spec.label, []).append(result)
                 if result.get("ok"):
+                    cores = result.get("cpu_s", 0.0) / result["wall_s"] if result["wall_s"] else 0.0
                     _progress(f"{count}/{total} {spec.label}: {result['wall_s']:.2f} s wall, "
-                              f"{self.audio_s / result['wall_s']:.2f}x real time, "
+                              f"{self.audio_s / result['wall_s']:.2f}x real time, {cores:.2f} cores used, "
                               f"peak RSS {result.get('peak_rss_mb', 0):.0f} MB")
                 else:
                     _progress(f"{count}/{total} {spec.label}: {result.get('error')}")
@@ -301,6 +391,10 @@ class Bench:
         variants: dict[str, dict] = {}
         if "A" in self.raw:
             variants["A"] = bench_report.summarize_runs(self.raw["A"], self.audio_s)
+        if "AN" in self.skipped:
+            variants["AN"] = {"status": "skipped", "reason": self.skipped["AN"]}
+        if "AN" in self.raw:
+            variants["AN"] = bench_report.summarize_runs(self.raw["AN"], self.audio_s)
         if "B" in self.args.variants:
             sizes = {n: bench_report.summarize_runs(self.raw[f"B@{n}"], self.audio_s)
                      for n in self.b_sizes if f"B@{n}" in self.raw}
@@ -323,6 +417,7 @@ class Bench:
             else:
                 reason = (self.wizard or {}).get("error", "the wizard did not run")
                 variants["CW"] = {"status": "unavailable", "reason": reason}
+        variants.update(self._transcript_variants())
         names = [c.name for c in self.clips]
         tokens = bench_report.compare_tokens(variants, names)
         data = {
@@ -339,19 +434,43 @@ class Bench:
                          "b_sizes": self.b_sizes, "onnx_batch": self.args.onnx_batch,
                          "onnx_threads": self.args.onnx_threads or "funasr_onnx default (4)",
                          "fp16": self.args.fp16, "engine_config": self.args.config or "config.yaml",
-                         "timeout_s": self.args.timeout},
+                         "timeout_s": self.args.timeout, "funasr_ncpu_tuned": self._cores(),
+                         "wait_idle_s": self.args.wait_idle,
+                         "extras": self.extras},
             "variants": variants,
             "ratios": bench_report.ratios(variants),
+            "peers": bench_report.peers(variants),
+            "peer_ratios": bench_report.peer_ratios(variants),
+            "targets": bench_report.targets(variants, self.device),
             "tokens": tokens,
-            "profile": {n: p for n in ("C", "CW", "C8", "CM", "CL") if n in variants
+            "texts": bench_report.compare_texts(variants, names),
+            "profile": {n: p for n in ("C", "CW", "C8", "CM", "CL", "CT") if n in variants
                         and (p := bench_report.profile(variants[n])) is not None},
-            "notes": self.notes,
+            "notes": self.notes + bench_report.contention_notes(self.raw, IDLE_CORES),
             "run_dir": str(self.run_dir),
         }
         if self.onnx is not None:
             data["onnx"] = {"python": str(self.onnx.python), "model_dir": str(self.onnx.model_dir),
                             "export": self.onnx.export}
         return data
+
+    def _transcript_variants(self) -> dict[str, dict]:
+        """AT, ATN and CT: summarised, or why they could not run."""
+        out = {}
+        for name in ("AT", "ATN", "CT"):
+            if name in self.raw:
+                out[name] = bench_report.summarize_runs(self.raw[name], self.audio_s)
+            elif name in self.args.variants and self.extras is None:
+                out[name] = {"status": "unavailable", "reason": self.extras_reason or "not prepared"}
+            elif name in self.skipped:
+                out[name] = {"status": "skipped", "reason": self.skipped[name]}
+        return out
+
+    @staticmethod
+    def _cores() -> int:
+        from asr.model import default_cpu_threads
+
+        return default_cpu_threads()
 
     def _device_info(self) -> dict:
         import torch
@@ -398,6 +517,29 @@ class Bench:
         return out
 
 
+def extra_models(asr_spec: str, models_dir: Path) -> dict:
+    """The punctuation and fsmn-vad models CT and AT share, as directories both can load.
+
+    A random ASR model gets the random punctuation build of its own size (what a tiny or large
+    real pipeline would cost) and the random fsmn-vad (`random:tiny`, the only size: the real one
+    is tiny too); a real ASR model gets the real ModelScope ids, from the local cache or downloaded.
+    """
+    from asr.model import resolve_model_dir
+    from asr.punctuation import DEFAULT_PUNC_MODEL
+    from asr.random_model import is_random_spec, random_size
+    from asr.random_punc import ensure_random_punc
+    from asr.random_vad import ensure_random_vad
+    from asr.vad_fsmn import DEFAULT_FSMN_VAD
+
+    if is_random_spec(asr_spec):
+        punc_spec, vad_spec = f"random:{random_size(asr_spec)}", "random:tiny"
+    else:
+        punc_spec, vad_spec = DEFAULT_PUNC_MODEL, DEFAULT_FSMN_VAD
+    punc_dir = resolve_model_dir(punc_spec, models_dir, ensure_random=ensure_random_punc)
+    vad_dir = resolve_model_dir(vad_spec, models_dir, ensure_random=ensure_random_vad)
+    return {"punc_spec": punc_spec, "punc_dir": str(punc_dir), "vad_spec": vad_spec, "vad_dir": str(vad_dir)}
+
+
 def dump_json(report: dict) -> str:
     """Indented JSON with each list of numbers (token ids, batch sizes) kept on one line."""
     text = json.dumps(report, ensure_ascii=False, indent=1)
@@ -427,13 +569,15 @@ def main(argv: list[str] | None = None) -> int:
         bench.prepare_wizard()
     if "O" in args.variants or "O8" in args.variants:
         bench.prepare_onnx()
+    if {"CT", "AT", "ATN"} & set(args.variants):
+        bench.prepare_extras()
     bench.run()
     report = bench.report()
     report["elapsed_s"] = round(time.perf_counter() - started, 1)
     print(bench_report.format_table(report))
     if args.profile:
         text = bench_report.format_profile(report)
-        print("\n" + (text or "no profile: variant C did not run"))
+        print("\n" + (text or "no profile: neither C nor CT ran"))
     if args.json:
         Path(args.json).write_text(dump_json(report) + "\n", encoding="utf-8")
         _progress(f"report written to {args.json}")

@@ -1,18 +1,25 @@
-"""Turn the benchmark's raw runs into the summary: speeds, ratios, token agreement, profile.
+"""Turn the benchmark's raw runs into the summary: speeds, ratios, agreement, targets, profile.
 
 Pure functions over plain dicts (what the workers wrote), so the JSON and the printed tables are
 built from the same numbers. Speeds use the median wall time over repeats; every variant is
 measured on the same files, so `audio_s` is shared.
+
+Peers: FunASR's variants run twice, at its defaults (A, AT) and with ncpu = cores (AN, ATN),
+because its default of 4 threads can be pathological on a 2-core machine. A comparison that
+claims "faster than FunASR" must beat the better of the two, so `peers` picks the faster of each
+pair and `peer_ratios` and `targets` use that one.
 """
 
 from __future__ import annotations
 
 import statistics
+import unicodedata
 from difflib import SequenceMatcher
 
 # What each variant is, in the words the table prints.
 DESCRIPTIONS = {
-    "A": "FunASR AutoModel, file by file, its defaults",
+    "A": "FunASR AutoModel, file by file, its defaults (ncpu {ncpu})",
+    "AN": "FunASR AutoModel, file by file, ncpu {ncpu} (= cores)",
     "B": "FunASR AutoModel, whole list, batch_size={size}",
     "O": "funasr_onnx fp32 (FunASR's export), batch {size}",
     "O8": "funasr_onnx int8 (FunASR's export), batch {size}",
@@ -21,16 +28,33 @@ DESCRIPTIONS = {
     "C8": "this engine, opt-in int8 on CPU (batch {size})",
     "CM": "this engine, torch's own CPU linears (batch {size})",
     "CL": "this engine, files side by side on CPU (batch {size})",
+    "AT": "FunASR AutoModel + fsmn-vad + punc + sentence times (ncpu {ncpu})",
+    "ATN": "FunASR AutoModel + fsmn-vad + punc + sentence times, ncpu {ncpu}",
+    "CT": "this engine + silero VAD + punc + timestamps (batch {size})",
 }
-ORDER = ("A", "B", "O", "O8", "C", "CW", "C8", "CM", "CL")
+ORDER = ("A", "AN", "B", "O", "O8", "C", "CW", "C8", "CM", "CL", "AT", "ATN", "CT")
 # (variant, reference): token comparisons reported per file when both ran.
 COMPARISONS = (("C", "A"), ("C", "O"), ("C", "O8"), ("CW", "A"), ("B", "A"), ("O", "A"), ("O8", "O"),
-               ("C8", "C"), ("CM", "A"), ("C", "CM"), ("CL", "A"), ("C", "CL"))
+               ("C8", "C"), ("CM", "A"), ("C", "CM"), ("CL", "A"), ("C", "CL"), ("AN", "A"))
+# (variant, reference): text comparisons (punctuation and spaces removed). CT and AT cut the audio
+# with different VADs, so their tokens cannot line up one to one. C vs A calibrates the measure
+# (identical tokens must read 100%); CT vs C is the same engine with only the cuts and extras
+# changed, and C vs AT the two runtimes with only FunASR's fsmn cuts between them: where CT vs C
+# reads like CT vs AT and C vs AT near 100%, the VAD's cuts explain the difference, not the runtime.
+TEXT_COMPARISONS = (("CT", "AT"), ("CT", "ATN"), ("ATN", "AT"), ("CT", "C"), ("C", "AT"), ("C", "A"))
 RATIO_SUBJECTS = ("C", "CW", "C8", "CM", "CL")
-RATIO_REFERENCES = ("A", "B", "O", "O8", "CM", "CL")
-WIDTH = 62  # of the variant column
-PROFILE_STAGES = ("decode_s", "features_s", "wait_s", "encoder_s", "predictor_s", "decoder_s",
-                  "postprocess_s")
+RATIO_REFERENCES = ("A", "AN", "B", "O", "O8", "CM", "CL")
+EXTRA_RATIOS = (("CT", "AT"), ("CT", "ATN"), ("CT", "C"), ("AN", "A"), ("ATN", "AT"))
+# FunASR's default-settings variant -> its ncpu = cores twin; the faster of the two is the peer.
+PEER_PAIRS = {"A": "AN", "AT": "ATN"}
+# (name, subject, reference, at least): the CPU targets; a reference in PEER_PAIRS means its peer.
+TARGETS = (("CT/AT", "CT", "AT", 2.0), ("CT/C", "CT", "C", 0.75))
+WIDTH = 66  # of the variant column
+FUNASR_DEFAULT_NCPU = 4
+PROFILE_STAGES = ("decode_s", "vad_s", "features_s", "wait_s", "encoder_s", "predictor_s", "timestamp_s",
+                  "decoder_s", "postprocess_s", "punctuation_s")
+# Stages only the transcript settings use: printed only where they took time.
+OPTIONAL_STAGES = ("vad", "timestamp", "punctuation")
 
 
 def summarize_runs(runs: list[dict], audio_s: float) -> dict:
@@ -53,6 +77,7 @@ def summarize_runs(runs: list[dict], audio_s: float) -> dict:
         "speed_min": round(audio_s / max(walls), 3),
         "speed_max": round(audio_s / min(walls), 3),
         "peak_rss_mb": max(r.get("peak_rss_mb", 0.0) for r in runs),
+        "cores_used": _median_cores(runs),
         "load_s_median": round(statistics.median(r.get("load_s", 0.0) for r in runs), 2),
         "threads": last.get("threads", {}),
         "batch_size": last.get("batch_size"),
@@ -61,7 +86,12 @@ def summarize_runs(runs: list[dict], audio_s: float) -> dict:
         "notes": sorted({n for r in runs for n in r.get("notes", [])}),
         "runs": [_run_row(r, audio_s) for r in runs],
         "tokens": tokens[0],
+        "texts": last.get("texts"),
+        "texts_stable_across_repeats": all(r.get("texts") == last.get("texts") for r in runs),
     }
+    for key in ("sentences", "timed_words", "models"):
+        if key in last:
+            summary[key] = last[key]
     for key in ("gpu_peak_allocated_mb", "gpu_peak_reserved_mb"):
         values = [r[key] for r in runs if key in r]
         if values:
@@ -74,13 +104,39 @@ def summarize_runs(runs: list[dict], audio_s: float) -> dict:
     return summary
 
 
+def _cores(run: dict) -> float | None:
+    """Cores the timed pass had: its CPU seconds over its wall seconds (None if not recorded)."""
+    if "cpu_s" not in run or not run.get("wall_s"):
+        return None
+    return round(run["cpu_s"] / run["wall_s"], 2)
+
+
+def _median_cores(runs: list[dict]) -> float | None:
+    values = [c for r in runs if (c := _cores(r)) is not None]
+    return round(statistics.median(values), 2) if values else None
+
+
+def contention_notes(raw: dict[str, list[dict]], idle_cores: float) -> list[str]:
+    """A note when runs started while other processes were busy: their speeds are a lower bound."""
+    busy = [(label, r["round"], r["busy_cores_before"]) for label, runs in raw.items() for r in runs
+            if (r.get("busy_cores_before") or 0.0) >= idle_cores]
+    if not busy:
+        return []
+    worst = max(b for _, _, b in busy)
+    return [f"{len(busy)} of {sum(len(r) for r in raw.values())} runs started while other processes used "
+            f"{idle_cores:g}+ cores (up to {worst:.1f}): compare 'cores used' with 'threads' to see which "
+            "runs were starved (--wait-idle SECONDS waits for a quiet machine)"]
+
+
 def _run_row(run: dict, audio_s: float) -> dict:
     row = {"round": run.get("round"), "ok": bool(run.get("ok")), "pid": run.get("pid"),
            "log": run.get("log")}
     if run.get("ok"):
         row.update(wall_s=round(run["wall_s"], 3), warmup_s=round(run.get("warmup_s", 0.0), 3),
                    load_s=round(run.get("load_s", 0.0), 3), peak_rss_mb=run.get("peak_rss_mb"),
-                   speed_x_realtime=round(audio_s / run["wall_s"], 3) if run["wall_s"] else 0.0)
+                   speed_x_realtime=round(audio_s / run["wall_s"], 3) if run["wall_s"] else 0.0,
+                   cores_used=_cores(run), busy_cores_before=run.get("busy_cores_before"),
+                   loadavg_1min=run.get("loadavg_1min"))
         for key in ("gpu_peak_allocated_mb", "gpu_peak_reserved_mb"):
             if key in run:
                 row[key] = run[key]
@@ -104,15 +160,122 @@ def pick_best_b(sizes: dict[int, dict]) -> dict:
     return summary
 
 
+def _speed_ratio(variants: dict[str, dict], subject: str, reference: str,
+                 key: str = "speed_x_realtime") -> float | None:
+    """Speed of `subject` over speed of `reference` (x real time, median by default; `key`
+    "speed_max" for each one's fastest repeat), or None unless both ran."""
+    a, b = variants.get(subject), variants.get(reference)
+    if (subject == reference or not a or not b or a["status"] != "ok" or b["status"] != "ok"
+            or not b.get(key)):
+        return None
+    return round(a[key] / b[key], 3)
+
+
 def ratios(variants: dict[str, dict]) -> dict[str, float]:
+    """Every measured subject/reference ratio, each against the variant its name says."""
+    pairs = [(s, r) for s in RATIO_SUBJECTS for r in RATIO_REFERENCES] + list(EXTRA_RATIOS)
+    return {f"{s}/{r}": value for s, r in pairs if (value := _speed_ratio(variants, s, r)) is not None}
+
+
+def peers(variants: dict[str, dict], key: str = "speed_x_realtime") -> dict[str, str]:
+    """For A and AT: whichever of the default-settings run and its ncpu = cores twin was faster
+    (by median speed; `key` "speed_max" compares their fastest repeats instead)."""
     out = {}
-    for subject in RATIO_SUBJECTS:
-        for reference in RATIO_REFERENCES:
-            a, b = variants.get(subject), variants.get(reference)
-            if (subject != reference and a and b and a["status"] == b["status"] == "ok"
-                    and b["speed_x_realtime"] > 0):
-                out[f"{subject}/{reference}"] = round(a["speed_x_realtime"] / b["speed_x_realtime"], 3)
+    for default, tuned in PEER_PAIRS.items():
+        ran = [n for n in (default, tuned) if variants.get(n, {}).get("status") == "ok"]
+        if ran:
+            out[default] = max(ran, key=lambda n: variants[n].get(key) or 0.0)
     return out
+
+
+def peer_ratios(variants: dict[str, dict]) -> dict[str, dict]:
+    """C/A and CT/AT against the faster FunASR setting: the ratios a claim should quote."""
+    chosen = peers(variants)
+    out = {}
+    for subject, reference in (("C", "A"), ("CT", "AT")):
+        peer = chosen.get(reference)
+        value = _speed_ratio(variants, subject, peer) if peer else None
+        if value is not None:
+            out[f"{subject}/{reference}"] = {"peer": peer, "ratio": value}
+    return out
+
+
+def targets(variants: dict[str, dict], device: str) -> list[dict]:
+    """The CPU targets with their measured values; `passed` is None where they do not apply.
+
+    Pass or fail is decided on the medians. `best` (each side's fastest repeat) is shown beside
+    it because on a shared machine other processes only ever slow a run down: where the two
+    disagree, the machine was busy, and the cores-used column says which runs suffered."""
+    chosen, chosen_best = peers(variants), peers(variants, "speed_max")
+    out = []
+    for name, subject, reference, minimum in TARGETS:
+        against = chosen.get(reference, reference)
+        best_against = chosen_best.get(reference, reference)
+        value = _speed_ratio(variants, subject, against)
+        row = {"name": name, "against": against, "minimum": minimum, "value": value,
+               "best": _speed_ratio(variants, subject, best_against, "speed_max"),
+               "best_against": best_against}
+        if device != "cpu":
+            row.update(passed=None, why="a CPU target; this run is on " + device)
+        elif value is None:
+            row.update(passed=None, why=f"{subject} or {against} did not run")
+        else:
+            row["passed"] = value >= minimum
+        out.append(row)
+    return out
+
+
+def plain_text(text: str) -> str:
+    """What character agreement compares: the text without punctuation or whitespace, so neither
+    the punctuation model's marks nor how segments were joined (FunASR puts spaces between VAD
+    segments) counts as a difference."""
+    return "".join(ch for ch in text if not ch.isspace() and not unicodedata.category(ch).startswith("P"))
+
+
+def edit_distance(left: str, right: str) -> int:
+    """Levenshtein distance in characters (substitutions, insertions, deletions cost 1)."""
+    if len(left) < len(right):
+        left, right = right, left
+    previous = list(range(len(right) + 1))
+    for i, a in enumerate(left, 1):
+        current = [i]
+        for j, b in enumerate(right, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a != b)))
+        previous = current
+    return previous[-1]
+
+
+def _text_row(subject: str | None, reference: str | None) -> dict | None:
+    """One file's CER of `subject` against `reference`, and agreement = max(0, 1 - CER)."""
+    if subject is None or reference is None:
+        return None
+    hyp, ref = plain_text(subject), plain_text(reference)
+    errors = edit_distance(hyp, ref)
+    cer = errors / len(ref) if ref else float(bool(hyp))
+    return {"errors": errors, "chars": [len(hyp), len(ref)], "cer": round(cer, 4),
+            "agreement": round(max(0.0, 1.0 - cer), 4)}
+
+
+def compare_texts(variants: dict[str, dict], files: list[str]) -> dict:
+    """Character agreement per file and overall (1 - CER of the first variant against the second,
+    punctuation and spaces removed), for each pair of TEXT_COMPARISONS that both ran."""
+    pairs = {}
+    for subject, reference in TEXT_COMPARISONS:
+        a, b = variants.get(subject, {}), variants.get(reference, {})
+        left, right = a.get("texts"), b.get("texts")
+        if not (left and right) or a.get("status") != "ok" or b.get("status") != "ok":
+            continue
+        rows = [_text_row(x, y) for x, y in zip(left, right, strict=True)]
+        known = [r for r in rows if r is not None]
+        chars = sum(r["chars"][1] for r in known)
+        errors = sum(r["errors"] for r in known)
+        cer = errors / chars if chars else 0.0
+        pairs[f"{subject} vs {reference}"] = {
+            "agreement": round(max(0.0, 1.0 - cer), 4), "cer": round(cer, 4), "chars": chars,
+            "files": len(rows), "unknown": len(rows) - len(known),
+            "per_file": [dict(r, file=name) if r else {"file": name} for name, r in zip(files, rows,
+                                                                                       strict=True)]}
+    return {"pairs": pairs}
 
 
 def compare_tokens(variants: dict[str, dict], files: list[str]) -> dict:
@@ -152,18 +315,19 @@ def profile(summary: dict) -> dict | None:
     wall = stats["wall_s"] or 1e-9
     stages = {name.removesuffix("_s"): stats.get(name, 0.0) for name in PROFILE_STAGES}
     preload = bool(stats.get("preload"))
+    preparing = ["decode", "vad", "features"]
     if not preload:
-        # Inline, the model thread's wait for the next input *is* that input's decode and
+        # Inline, the model thread's wait for the next input *is* that input's decode, VAD and
         # features; count only what the wait held beyond them, so nothing is counted twice.
-        stages["wait"] = max(0.0, stages["wait"] - stages["decode"] - stages["features"])
-    # With preload on, decode and features run on worker threads beside the model, and the model
-    # thread feels them only as `wait`.
-    serial = (["wait"] if preload else ["decode", "features", "wait"]) + [
-        "encoder", "predictor", "decoder", "postprocess"]
+        stages["wait"] = max(0.0, stages["wait"] - sum(stages[name] for name in preparing))
+    # With preload on, decode, VAD and features run on worker threads beside the model, and the
+    # model thread feels them only as `wait`. Timestamps and punctuation run on the model thread.
+    serial = (["wait"] if preload else [*preparing, "wait"]) + [
+        "encoder", "predictor", "timestamp", "decoder", "postprocess", "punctuation"]
     stages["other"] = max(0.0, wall - sum(stages[name] for name in serial))
     return {"wall_s": round(wall, 3), "preload": preload, "batches": stats.get("batches"),
             "stages": {k: {"s": round(v, 3), "share": round(v / wall, 4)} for k, v in stages.items()},
-            "overlapped": ["decode", "features"] if preload else []}
+            "overlapped": preparing if preload else []}
 
 
 # ---- text output ---------------------------------------------------------------------------------
@@ -173,17 +337,36 @@ def format_table(report: dict) -> str:
     device = report["device"]
     lines = [f"{report['clips']['count']} files, {audio_s:.1f} s of audio; device {device['resolved']} "
              f"({device.get('name', '')}); {report['settings']['repeats']} repeat(s), median shown", ""]
+    lines += _variant_rows(report)
+    if report["ratios"]:
+        lines += ["", "speed ratios: " + "   ".join(f"{k} {v:.2f}x" for k, v in report["ratios"].items())]
+    lines += _peer_lines(report)
+    lines += _token_lines(report)
+    lines += _text_lines(report)
+    for note in report.get("notes", []):
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
+def _describe(name: str, v: dict, report: dict) -> str:
+    size = v.get("best_batch_size") or v.get("batch_size") or 1
+    ncpu = v.get("threads", {}).get("funasr_ncpu") or (
+        report["settings"].get("funasr_ncpu_tuned", "?") if name in ("AN", "ATN") else FUNASR_DEFAULT_NCPU)
+    what = DESCRIPTIONS[name].format(size=size, ncpu=ncpu)
+    if name == "B" and v.get("sizes"):
+        what += f" (best of {','.join(v['sizes'])})"
+    return what
+
+
+def _variant_rows(report: dict) -> list[str]:
     header = (f"{'':3} {'variant':<{WIDTH}} {'x real time':>11} {'RTF':>7} {'wall s':>8} {'peak RSS MB':>11} "
-              f"{'GPU peak MB':>11} {'threads':>7}")
-    lines += [header, "-" * len(header)]
+              f"{'GPU peak MB':>11} {'threads':>7} {'cores used':>10}")
+    lines = [header, "-" * len(header)]
     for name in ORDER:
         v = report["variants"].get(name)
         if v is None:
             continue
-        size = v.get("best_batch_size") or v.get("batch_size") or 1
-        what = DESCRIPTIONS[name].format(size=size)
-        if name == "B" and v.get("sizes"):
-            what += f" (best of {','.join(v['sizes'])})"
+        what = _describe(name, v, report)
         if v["status"] != "ok":
             lines.append(f"{name:3} {what:<{WIDTH}} {v['status']}: {v.get('reason', '')}")
             continue
@@ -191,42 +374,87 @@ def format_table(report: dict) -> str:
         count = threads.get("torch_threads", threads.get("ort_intra_op_threads"))
         gpu = v.get("gpu_peak_allocated_mb")
         gpu_text = "-" if gpu is None else f"{gpu:.0f}"
+        used = v.get("cores_used")
         lines.append(
             f"{name:3} {what:<{WIDTH}} {v['speed_x_realtime']:>10.2f}x {v['rtf']:>7.4f} "
             f"{v['wall_s_median']:>8.2f} {v['peak_rss_mb']:>11.0f} {gpu_text:>11} "
-            f"{'-' if count is None else count:>7}")
-    if report["ratios"]:
-        lines += ["", "speed ratios: " + "   ".join(f"{k} {v:.2f}x" for k, v in report["ratios"].items())]
+            f"{'-' if count is None else count:>7} {'-' if used is None else f'{used:.2f}':>10}")
+    return lines
+
+
+def _peer_lines(report: dict) -> list[str]:
+    """The ratios against the faster FunASR setting, and the targets with pass/fail."""
+    lines = []
+    if report.get("peer_ratios"):
+        lines += ["", "against FunASR's faster setting (its defaults or ncpu = cores): " + "   ".join(
+            f"{k} {r['ratio']:.2f}x (peer {r['peer']})" for k, r in report["peer_ratios"].items())]
+    for row in report.get("targets", []):
+        # Three decimals: a ratio printed as the target itself must not read FAIL.
+        measured = "not measured" if row["value"] is None else f"{row['value']:.3f}x"
+        if row.get("best") is not None:
+            measured += f" (fastest repeats: {row['best']:.3f}x against {row['best_against']})"
+        verdict = f"n/a ({row['why']})" if row["passed"] is None else "PASS" if row["passed"] else "FAIL"
+        lines.append(f"target {row['name']} >= {row['minimum']:.2f}x (against {row['against']}): "
+                     f"{measured}  {verdict}")
+    return lines
+
+
+def _token_lines(report: dict) -> list[str]:
     tokens = report["tokens"]
-    if tokens["pairs"]:
-        lines += ["", "token ids per file: 'same' = identical, else the share of tokens that agree",
-                  "identical token ids, per pair: " + "   ".join(
-            f"{k} {t['identical']}/{t['files']}" for k, t in tokens["pairs"].items())]
-        keys = list(tokens["pairs"])
-        width = max(len(r["file"]) for r in tokens["files"])
-        lines.append(f"{'file':<{width}} {'seconds':>8}  " + "  ".join(f"{k:>8}" for k in keys))
-        durations = {f["path"].rsplit("/", 1)[-1]: f["duration_s"] for f in report["clips"]["files"]}
-        agreement = {(k, m["file"]): m["agreement"]
-                     for k, t in tokens["pairs"].items() for m in t["mismatched"]}
-        for row in tokens["files"]:
-            cells = ["n/a" if row[k] is None else "same" if row[k] else f"{agreement[k, row['file']]:.0%}"
-                     for k in keys]
-            lines.append(f"{row['file']:<{width}} {durations.get(row['file'], 0):>8.1f}  "
-                         + "  ".join(f"{c:>8}" for c in cells))
-    for note in report.get("notes", []):
-        lines.append(f"note: {note}")
-    return "\n".join(lines)
+    if not tokens["pairs"]:
+        return []
+    lines = ["", "token ids per file: 'same' = identical, else the share of tokens that agree",
+             "identical token ids, per pair: " + "   ".join(
+                 f"{k} {t['identical']}/{t['files']}" for k, t in tokens["pairs"].items())]
+    keys = list(tokens["pairs"])
+    width = max(len(r["file"]) for r in tokens["files"])
+    lines.append(f"{'file':<{width}} {'seconds':>8}  " + "  ".join(f"{k:>8}" for k in keys))
+    durations = _durations(report)
+    agreement = {(k, m["file"]): m["agreement"]
+                 for k, t in tokens["pairs"].items() for m in t["mismatched"]}
+    for row in tokens["files"]:
+        cells = ["n/a" if row[k] is None else "same" if row[k] else f"{agreement[k, row['file']]:.0%}"
+                 for k in keys]
+        lines.append(f"{row['file']:<{width}} {durations.get(row['file'], 0):>8.1f}  "
+                     + "  ".join(f"{c:>8}" for c in cells))
+    return lines
+
+
+def _durations(report: dict) -> dict[str, float]:
+    return {f["path"].rsplit("/", 1)[-1]: f["duration_s"] for f in report["clips"]["files"]}
+
+
+def _text_lines(report: dict) -> list[str]:
+    pairs = report.get("texts", {}).get("pairs", {})
+    if not pairs:
+        return []
+    lines = ["", "character agreement of the texts (1 - CER of the first against the second, punctuation "
+             "and spaces removed):",
+             "overall: " + "   ".join(f"{k} {p['agreement']:.1%} ({p['chars']} chars)"
+                                      for k, p in pairs.items())]
+    keys = list(pairs)
+    files = [row["file"] for row in next(iter(pairs.values()))["per_file"]]
+    width = max(len(name) for name in files)
+    lines.append(f"{'file':<{width}} {'seconds':>8}  " + "  ".join(f"{k:>11}" for k in keys))
+    durations = _durations(report)
+    for index, name in enumerate(files):
+        cells = [pairs[k]["per_file"][index].get("agreement") for k in keys]
+        lines.append(f"{name:<{width}} {durations.get(name, 0):>8.1f}  "
+                     + "  ".join(f"{'n/a' if c is None else f'{c:.1%}':>11}" for c in cells))
+    return lines
 
 
 def format_profile(report: dict) -> str:
     lines = []
-    for name in ("C", "CW"):
+    for name in ("C", "CW", "CT"):
         prof = report.get("profile", {}).get(name)
         if not prof:
             continue
         lines.append(f"where {name} spends its time (median run, {prof['wall_s']:.2f} s wall, "
                      f"{prof['batches']} batches, preload {'on' if prof['preload'] else 'off'}):")
         for stage, figures in prof["stages"].items():
+            if stage in OPTIONAL_STAGES and figures["s"] == 0:
+                continue
             mark = "  (on preload threads, overlapped)" if stage in prof["overlapped"] else ""
             lines.append(f"  {stage:<12} {figures['s']:>8.3f} s  {figures['share'] * 100:>5.1f}%{mark}")
     return "\n".join(lines)

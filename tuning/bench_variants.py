@@ -7,13 +7,21 @@ through the same call path (not timed), then time one pass over every file. This
 the variants that run in the project's own environment; funasr_onnx runs in its own
 (bench_onnx_worker.py).
 
-  A   FunASR AutoModel.generate(input=path), file by file, at FunASR's defaults (ncpu=4 included)
+  A   FunASR AutoModel.generate(input=path), file by file, at FunASR's defaults (ncpu=4 included);
+      with job['ncpu'] set (the parent's AN), AutoModel(ncpu=N) and nothing else changed
   B   FunASR AutoModel.generate(input=[all files], batch_size=N)
-  C   this engine, Engine(settings).run(files, use_cache=False), batch size from settings or job
+  AT  FunASR AutoModel(vad_model=DIR, punc_model=DIR).generate(input=path, sentence_timestamp=True),
+      file by file: FunASR's own transcript pipeline (fsmn-vad, recognition, CT-Transformer
+      punctuation, sentence times); job['ncpu'] as for A (the parent's ATN)
+  C   this engine, Engine(settings).run(files, use_cache=False), batch size from settings or job;
+      the job's settings make it C, CT (VAD + punctuation + timestamps) and the other C variants
   wizard  run_wizard(engine, files) -> the recommended batch size (not a timed variant)
 
 Token ids for A and B are the ids FunASR hands its own tokenizer (`ids2tokens`), recorded by a
 wrapper that changes nothing else, so they compare exactly with the engine's `Result.token_ids`.
+AT records only texts: its segments run in FunASR's length order and its punctuation model calls
+the same tokenizer class, so its token lists cannot be attributed; CT and AT are compared on their
+texts (tuning.bench_report.compare_texts). Every variant records its texts.
 """
 
 from __future__ import annotations
@@ -103,24 +111,39 @@ class _TokenRecorder:
         return taken
 
 
-def _funasr_model(job: dict):
+def _funasr_model(job: dict, **extra):
+    """What a user writes; FunASR's other defaults (ncpu=4, batch_size=1) are left alone unless the
+    job names an ncpu (AN, ATN), because that one default is what hurts small machines most."""
+    if job.get("ncpu"):
+        extra["ncpu"] = int(job["ncpu"])
     with contextlib.redirect_stdout(io.StringIO()):
         from funasr import AutoModel
 
-        # What a user writes; FunASR's other defaults (ncpu=4, batch_size=1) are left alone.
-        return AutoModel(model=job["model_dir"], device=job["device"], disable_update=True)
+        return AutoModel(model=job["model_dir"], device=job["device"], disable_update=True, **extra)
 
 
-def _timed(job: dict, gpu: _GpuPeak, call: Callable[[list[str]], None]) -> tuple[float, float]:
+def _cpu_seconds() -> float:
+    """CPU time of this process so far, all its threads, user and system."""
+    usage = os.times()
+    return usage.user + usage.system
+
+
+def _timed(job: dict, gpu: _GpuPeak, call: Callable[[list[str]], None]) -> dict:
+    """Warm up untimed, then time one pass. Also returns the CPU seconds the pass got: over its
+    wall time that is how many cores the run had, which on a shared machine shows starvation
+    that the wall time alone cannot tell from slowness."""
     t0 = time.perf_counter()
     call(job["warmup"])
     gpu.sync()
     warmup_s = time.perf_counter() - t0
     gpu.reset()
+    cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
     call(job["files"])
     gpu.sync()
-    return warmup_s, time.perf_counter() - t0
+    wall_s = time.perf_counter() - t0
+    return {"warmup_s": warmup_s, "wall_s": wall_s, "cpu_s": round(_cpu_seconds() - cpu0, 3),
+            "loadavg_1min": round(os.getloadavg()[0], 2)}
 
 
 def run_funasr(job: dict) -> dict:
@@ -136,19 +159,23 @@ def run_funasr(job: dict) -> dict:
     gpu = _GpuPeak(job["device"])
     batched = job["variant"] == "B"
     tokens: list[list[int] | None] = []
+    texts: list[str | None] = []
     batches: list[int] = []
     notes: list[str] = []
 
     def file_by_file(paths: list[str]) -> None:
         tokens.clear()
+        texts.clear()
         recorder.take()
         for path in paths:
             results = model.generate(input=path)
             got = recorder.take()
             tokens.append(got[0] if len(got) == 1 else ([] if not results else None))
+            texts.append(results[0].get("text", "") if results else "")
 
     def whole_list(paths: list[str]) -> None:
         tokens.clear()
+        texts.clear()
         batches.clear()
         recorder.take()
         done = [0]
@@ -162,20 +189,61 @@ def run_funasr(job: dict) -> dict:
         got = recorder.take()
         if len(got) == len(paths) == len(results):
             tokens.extend(got)
+            texts.extend(r.get("text", "") for r in results)
         else:
             notes.append(f"{len(paths)} files gave {len(results)} results and {len(got)} token lists: "
                          "token ids cannot be matched to files")
             tokens.extend([None] * len(paths))
+            texts.extend([None] * len(paths))
 
-    warmup_s, wall_s = _timed(job, gpu, whole_list if batched else file_by_file)
+    timed = _timed(job, gpu, whole_list if batched else file_by_file)
     if batched and batches and max(batches) < job["batch_size"] and len(job["files"]) > max(batches):
         notes.append(f"asked for batch_size {job['batch_size']}, "
                      f"FunASR ran batches of {sorted(set(batches))}")
     return {
-        "ok": True, "wall_s": wall_s, "warmup_s": warmup_s, "load_s": load_s,
-        "tokens": tokens, "batches": batches if batched else [1] * len(job["files"]),
+        "ok": True, **timed, "load_s": load_s,
+        "tokens": tokens, "texts": texts, "batches": batches if batched else [1] * len(job["files"]),
         "threads": {**_thread_info(), "funasr_ncpu": model.kwargs.get("ncpu")},
         "funasr_batch_size_default": default_batch, "notes": notes,
+        "device": str(next(model.model.parameters()).device), "torch_version": torch.__version__,
+        **gpu.read(),
+    }
+
+
+def run_funasr_transcript(job: dict) -> dict:
+    """Variant AT: FunASR's own transcript pipeline, file by file, as its README shows it.
+
+    The fsmn-vad and punctuation models are the directories the parent resolved (random builds
+    for a random ASR model), given to AutoModel as `vad_model` and `punc_model`; FunASR builds
+    them with the ASR model's device and ncpu. `sentence_timestamp=True` asks for the sentence
+    list with times, the counterpart of the engine's `Result.segments`.
+    """
+    import torch
+
+    started = time.perf_counter()
+    model = _funasr_model(job, vad_model=job["vad_model_dir"], punc_model=job["punc_model_dir"])
+    load_s = time.perf_counter() - started
+    gpu = _GpuPeak(job["device"])
+    texts: list[str] = []
+    sentences: list[int] = []
+
+    def file_by_file(paths: list[str]) -> None:
+        texts.clear()
+        sentences.clear()
+        for path in paths:
+            results = model.generate(input=path, sentence_timestamp=True)
+            first = results[0] if results else {}  # FunASR drops a file with no speech at all
+            texts.append(first.get("text", ""))
+            sentences.append(len(first.get("sentence_info") or []))
+
+    timed = _timed(job, gpu, file_by_file)
+    return {
+        "ok": True, **timed, "load_s": load_s,
+        "tokens": [None] * len(texts), "texts": texts, "sentences": sentences,
+        "batches": [1] * len(job["files"]),
+        "threads": {**_thread_info(), "funasr_ncpu": model.kwargs.get("ncpu"),
+                    "vad_ncpu": model.vad_kwargs.get("ncpu"), "punc_ncpu": model.punc_kwargs.get("ncpu")},
+        "models": {"vad": job["vad_model_dir"], "punctuation": job["punc_model_dir"]},
         "device": str(next(model.model.parameters()).device), "torch_version": torch.__version__,
         **gpu.read(),
     }
@@ -202,12 +270,15 @@ def run_engine(job: dict) -> dict:
     def call(paths: list[str]) -> None:
         last["run"] = engine.run(paths, batch_size=size, use_cache=False)
 
-    warmup_s, wall_s = _timed(job, gpu, call)
+    timed = _timed(job, gpu, call)
     run = last["run"]
     failed = [f"{r.file}: {r.error}" for r in run.results if not r.ok]
     return {
-        "ok": True, "wall_s": wall_s, "warmup_s": warmup_s, "load_s": load_s,
+        "ok": True, **timed, "load_s": load_s,
         "tokens": [r.token_ids if r.ok else None for r in run.results],
+        "texts": [r.text if r.ok else None for r in run.results],
+        "sentences": [len(r.segments) for r in run.results],
+        "timed_words": [sum(len(s.words or []) for s in r.segments) for r in run.results],
         "batches": [r.batch_size for r in run.results], "batch_size": size,
         "stats": run.stats.to_dict(),
         "threads": {**_thread_info(), "engine_threads": engine.recognizer.threads,
@@ -232,7 +303,8 @@ def run_wizard_job(job: dict) -> dict:
             "wizard_s": time.perf_counter() - started, "report": data}
 
 
-RUNNERS = {"A": run_funasr, "B": run_funasr, "C": run_engine, "wizard": run_wizard_job}
+RUNNERS = {"A": run_funasr, "B": run_funasr, "AT": run_funasr_transcript, "C": run_engine,
+           "wizard": run_wizard_job}
 
 
 def main(argv: list[str]) -> int:
