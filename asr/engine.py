@@ -35,6 +35,7 @@ from .recognizer import BatchTimings, Decoded, Recognizer
 from .results import Result, RunStats, Transcription
 from .sentences import CueLimits
 from .settings import Settings, coerce
+from .threads import thread_count
 from .transcript import Piece, assemble
 from .vad import load_detector, plan_segments
 
@@ -279,7 +280,10 @@ class Engine:
     def _prepare(self, job: _Job) -> Prepared:
         item = Prepared(index=job.index, name=job.name)
         try:
-            self._decode_and_featurize(job, item)
+            # One torch thread: this runs beside the model (on the caller's or a preload thread),
+            # and a second thread of small ops only spins against the model's threads.
+            with thread_count(1):
+                self._decode_and_featurize(job, item)
         except (audio_io.AudioError, ValueError) as exc:
             item.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - one bad input must never sink the batch
@@ -564,8 +568,9 @@ class _Request:
                       / sum(weights) if ok else 0.0)
         started = time.perf_counter()
         punctuator = self.engine.punctuator
-        transcript = assemble(ok, punctuator.punctuate if punctuator else None, self.timestamps,
-                              self.engine.cue_limits)
+        with thread_count(1):  # beside the model, as _prepare: its small ops gain nothing from two
+            transcript = assemble(ok, punctuator.punctuate if punctuator else None, self.timestamps,
+                                  self.engine.cue_limits)
         self.stats.punctuation_s += time.perf_counter() - started
         warnings = entry.warnings + transcript.warnings
         if not item.segments:

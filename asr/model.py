@@ -22,6 +22,7 @@ import torch
 
 from .cpu_kernels import onednn_linear_works, use_onednn_linears
 from .random_model import ensure_random_model, is_random_spec
+from .threads import set_thread_count
 
 log = logging.getLogger(__name__)
 
@@ -151,9 +152,13 @@ def load_model(spec: str, device: str, cache_dir: Path, cpu_threads: int,
     threads = cpu_threads or default_cpu_threads()
     log.info("loading model %s from %s on %s", spec, directory, target)
     try:
+        # Loaded on one thread, and the loading thread stays at one: the model runs on the
+        # engine's batcher thread with `threads`. A second OpenMP team on another thread, even
+        # idle, makes libgomp count more threads than cores and throttle its spinning, which
+        # slowed the model by about 10% on the 2-core bench machine.
         with contextlib.redirect_stdout(io.StringIO()):
             model, kwargs = AutoModel.build_model(
-                model=str(directory), device=str(target), ncpu=threads, disable_update=True,
+                model=str(directory), device=str(target), ncpu=1, disable_update=True,
                 disable_log=True,
             )
     except Exception as exc:  # noqa: BLE001 - FunASR raises many types on a bad directory
@@ -162,7 +167,7 @@ def load_model(spec: str, device: str, cache_dir: Path, cpu_threads: int,
         raise ModelLoadError(
             f"{directory} holds a {type(model).__name__}, but this workbench needs SeacoParaformer"
         )
-    torch.set_num_threads(threads)
+    set_thread_count(1)
     model.eval()
     gemm = "torch"
     if target.type == "cpu" and cpu_gemm == "onednn":

@@ -29,6 +29,7 @@ from .audio import TARGET_RATE, AudioError, to_mono_16k
 from .hotwords import HotwordError, parse_hotwords
 from .results import join_text
 from .settings import RealtimeSettings
+from .threads import thread_count
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -112,7 +113,7 @@ class StreamResampler:
         return out
 
     def _run(self, samples: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
+        with torch.no_grad(), thread_count(1):  # beside the model: see asr/threads.py
             return self._transform(torch.from_numpy(samples)).numpy()
 
 

@@ -371,7 +371,9 @@ def _variant_rows(report: dict) -> list[str]:
             lines.append(f"{name:3} {what:<{WIDTH}} {v['status']}: {v.get('reason', '')}")
             continue
         threads = v.get("threads", {})
-        count = threads.get("torch_threads", threads.get("ort_intra_op_threads"))
+        # The engine's model thread, not the calling thread (which the engine keeps at one).
+        count = threads.get("engine_threads", threads.get("torch_threads",
+                                                          threads.get("ort_intra_op_threads")))
         gpu = v.get("gpu_peak_allocated_mb")
         gpu_text = "-" if gpu is None else f"{gpu:.0f}"
         used = v.get("cores_used")
