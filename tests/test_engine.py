@@ -429,9 +429,9 @@ def test_linear_layers_run_on_onednn_and_agree_with_torch(engine, reference_wavs
 
 
 def test_int8_batches_side_by_side_leave_tokens_alone(engine, mixed_files):
-    """Dynamic int8 scales activations per tensor; side by side (its default), no batch mate
-    shares a tensor. fp32 engines pad by default."""
-    assert engine.recognizer.lanes == 1
+    """Dynamic int8 scales activations per tensor; side by side (the CPU default), no batch mate
+    shares a tensor."""
+    assert engine.recognizer.lanes == 2
     int8_engine = Engine(tiny_settings(int8=True, padding_limit_pct=1000), loaded=engine.loaded)
     assert int8_engine.recognizer.lanes == 2
     alone = [r.token_ids for r in (int8_engine.transcribe([p], batch_size=1)[0] for p in mixed_files)]

@@ -244,8 +244,9 @@ def test_system_info(client, served):
         assert figures["torch_threads"] == engine.recognizer.threads
         assert figures["cpu_lanes"] == engine.recognizer.lanes
         assert figures["cpu_gemm"] == engine.loaded.cpu_gemm
-        assert engine.recognizer.lanes == 1  # fp32 on a CPU pads by default
-        assert f"| CPU batches | padded batches; linear layers on {engine.loaded.cpu_gemm} |" in table
+        assert engine.recognizer.lanes == engine.recognizer.threads  # side by side by default
+        assert (f"| CPU batches | a batch's files side by side (up to {engine.recognizer.lanes}), sharing "
+                f"the {engine.recognizer.threads} threads; linear layers on {engine.loaded.cpu_gemm} |") in table
 
 
 class ProgressRecorder:

@@ -553,14 +553,14 @@ def machine() -> dict[str, Any]:
 
 
 def thread_pool_note(clients: int) -> str | None:
-    """The API hands each request to asyncio's default thread pool, min(32, cores + 4) threads:
-    past that, requests wait in the server before their audio reaches the batcher."""
-    workers = min(32, (os.cpu_count() or 1) + 4)
-    if clients <= workers:
+    """The API waits for the engine on its own pool of api.API_THREADS threads: past that many
+    clients, requests wait in the server before their audio reaches the batcher."""
+    import api
+
+    if clients <= api.API_THREADS:
         return None
-    return (f"{clients} clients, but the in-process API runs at most {workers} requests in the engine at "
-            f"once (asyncio's default thread pool: min(32, cores + 4) on {os.cpu_count()} cores); the "
-            "others wait in the server before their audio reaches the batcher")
+    return (f"{clients} clients, but the API runs at most {api.API_THREADS} requests in the engine at "
+            "once (api.API_THREADS); the others wait in the server before their audio reaches the batcher")
 
 
 def build_report(args: argparse.Namespace, argv: Sequence[str], server_info: dict[str, Any],
