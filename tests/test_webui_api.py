@@ -245,8 +245,9 @@ def test_system_info(client, served):
         assert figures["cpu_lanes"] == engine.recognizer.lanes
         assert figures["cpu_gemm"] == engine.loaded.cpu_gemm
         assert engine.recognizer.lanes == engine.recognizer.threads  # side by side by default
-        assert (f"| CPU batches | a batch's files side by side (up to {engine.recognizer.lanes}), sharing "
-                f"the {engine.recognizer.threads} threads; linear layers on {engine.loaded.cpu_gemm} |") in table
+        recognizer = engine.recognizer
+        assert (f"| CPU batches | a batch's files side by side (up to {recognizer.lanes}), sharing "
+                f"the {recognizer.threads} threads; linear layers on {engine.loaded.cpu_gemm} |") in table
 
 
 class ProgressRecorder:
