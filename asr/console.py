@@ -24,8 +24,8 @@ def configure_logging(level_name: str, quiet: bool = False) -> None:
     logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr, force=True)
 
 
-_ENGINE_FLAGS = ("model", "device", "fp16", "int8", "preload_audio", "batch_size", "vad", "punctuation",
-                 "timestamps")
+_ENGINE_FLAGS = ("model", "device", "precision", "fp16", "int8", "preload_audio", "batch_size", "vad",
+                 "punctuation", "timestamps")
 
 
 def add_engine_flags(parser: argparse.ArgumentParser, batch_size: bool = True) -> None:
@@ -39,9 +39,11 @@ def add_engine_flags(parser: argparse.ArgumentParser, batch_size: bool = True) -
     if batch_size:
         parser.add_argument("--batch-size", type=int, help="files (or long-file segments) per model call")
     on_off = argparse.BooleanOptionalAction  # --x switches on, --no-x off, neither: config decides
-    parser.add_argument("--fp16", action=on_off, default=None, help="half precision on CUDA")
-    parser.add_argument("--int8", action=on_off, default=None,
-                        help="CPU: int8 linear layers (faster; tokens may differ from fp32)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16", "int8"),
+                        help="fp32 (exact), bf16 (CPUs with AVX-512 BF16 or AMX; Ampere+ GPUs), fp16 "
+                             "(CUDA) or int8 (CPU linear layers); reduced ones may change tokens")
+    parser.add_argument("--fp16", action=on_off, default=None, help="deprecated: --precision fp16")
+    parser.add_argument("--int8", action=on_off, default=None, help="deprecated: --precision int8")
     parser.add_argument("--preload-audio", action=on_off, default=None,
                         help="decode and extract features on worker threads ahead of the model")
     parser.add_argument("--vad", help="speech detection: silero, fsmn, energy or off")

@@ -48,7 +48,8 @@ def use_onednn_linears(model: torch.nn.Module) -> int:
     """Route every fp32 `nn.Linear` of `model` through oneDNN; returns how many layers.
 
     Only the forward changes (an instance attribute), and only for inference: with gradients on,
-    or for another dtype, a layer runs torch's own linear. Weights stay ordinary parameters, so
+    under autocast (precision bf16, where torch's linear is the one autocast routes to oneDNN's
+    bf16 kernels), or for another dtype, a layer runs torch's own linear. Weights stay ordinary parameters, so
     state dicts, `.to()` and int8 quantisation (which swaps `nn.Linear` modules) work as before.
     """
     patched = 0
@@ -66,6 +67,6 @@ def uses_onednn(model: torch.nn.Module) -> bool:
 
 def _onednn_forward(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
     if (torch.is_grad_enabled() or x.dtype != torch.float32 or self.weight.dtype != torch.float32
-            or x.device.type != "cpu" or x.numel() == 0):
+            or x.device.type != "cpu" or x.numel() == 0 or torch.is_autocast_enabled("cpu")):
         return F.linear(x, self.weight, self.bias)
     return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")

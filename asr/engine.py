@@ -8,6 +8,7 @@ FunASR stages -> results in input order. Whatever goes wrong with one input beco
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import itertools
 import logging
@@ -22,14 +23,15 @@ import soundfile
 import torch
 
 from . import audio as audio_io
-from .batcher import Batcher, Cancelled, Outcome, Unit
+from .batcher import Batcher, Cancelled, Outcome, Ticket, Unit
 from .cache import CachedFeatures, FeatureCache, cache_key
 from .features import FeatureExtractor
 from .folders import read_confined
 from .gpu import release_cached_memory
 from .hotwords import parse_hotwords
-from .model import LoadedModel, load_model, quantize_int8
+from .model import LoadedModel, load_model, quantize_int8, resolve_device
 from .pipeline import PreloadPipeline, Prepared, run_inline
+from .precision import check_precision
 from .punctuation import Punctuator, load_punctuator
 from .recognizer import BatchTimings, Decoded, Recognizer
 from .results import Result, RunStats, Transcription
@@ -80,30 +82,23 @@ class Engine:
         """`loaded` and `punctuator` share models another Engine already loaded (tests, tools)."""
         self.settings = settings
         cache_dir = settings.resolve_path(settings.cache_dir)
+        # Before the weights load: a precision this machine lacks stops the start with the reason.
+        self.precision = settings.precision
+        check_precision(self.precision, loaded.device if loaded else resolve_device(settings.device))
         self.loaded = loaded or load_model(settings.model, settings.device, cache_dir,
                                            settings.cpu_threads, settings.cpu_gemm)
         if loaded is not None and loaded.device.type == "cpu" and loaded.cpu_gemm != settings.cpu_gemm:
             log.warning("cpu_gemm=%s, but the shared model was loaded with %s kernels; it keeps them",
                         settings.cpu_gemm, loaded.cpu_gemm)
         self.features = FeatureExtractor(self.loaded.frontend)
-        fp16 = settings.fp16
-        if fp16 and self.loaded.device.type != "cuda":
-            log.warning("fp16 requested but the model runs on %s: fp16 needs CUDA, using fp32",
-                        self.loaded.device)
-            fp16 = False
-        self.fp16 = fp16
-        self.int8 = settings.int8 and self.loaded.device.type == "cpu"  # int8 kernels here are CPU ones
-        if settings.int8 and not self.int8:
-            log.warning("int8 requested but the model runs on %s: int8 is a CPU mode, keeping %s",
-                        self.loaded.device, "fp16" if fp16 else "fp32")
         model = self.loaded.model
-        if self.int8:
+        if self.precision == "int8":
             model = quantize_int8(model)
             log.info("int8: linear layers quantised (dynamic); tokens may differ from fp32")
         threads = settings.cpu_threads or self.loaded.threads
         self.recognizer = Recognizer(
             model, self.loaded.tokenizer, self.loaded.frontend, self.loaded.device,
-            fp16=fp16, simulate_oom_frames=settings.simulate_oom_frames,
+            precision=self.precision, simulate_oom_frames=settings.simulate_oom_frames,
             # Auto: side by side. Batches now mix requests of any length, and on a CPU padding
             # costs as much as speech: with 8 clients at once `python -m tuning.load` measured
             # 1.09x the throughput of one client in a row side by side, 0.88x padded. int8
@@ -123,20 +118,35 @@ class Engine:
         self.cue_limits = CueLimits(settings.subtitles.max_s, settings.subtitles.max_chars,
                                     settings.subtitles.pause_s)
         self.default_batch_size = settings.batch_size
+        self._variants: dict[str, Engine] = {}  # with_precision's engines
+        self._variants_lock = threading.Lock()
         batching = settings.batching
         self.batcher = Batcher(self._recognize, self.features.frames_per_second,
                                settings.padding_limit_pct / 100.0, batching.max_wait_ms / 1000.0,
                                batching.max_queued_s, release_cached_memory, _is_out_of_memory)
-        precision = "int8" if self.int8 else "fp16" if fp16 else "fp32"
         lanes = self.recognizer.lanes
-        kernels = "int8" if self.int8 else self.loaded.cpu_gemm
-        cpu = (f", {threads} CPU threads, {kernels} linears"
+        cpu = (f", {threads} CPU threads, {self.linear_kernels} linears"
                + (f", up to {lanes} files side by side" if lanes > 1 else "")
                if self.loaded.device.type == "cpu" else "")
-        log.info("engine ready on %s (%s%s): %s", self.loaded.device, precision, cpu,
+        log.info("engine ready on %s (%s%s): %s", self.loaded.device, self.precision, cpu,
                  settings.summary())
 
     # ---- public API -------------------------------------------------------------------------
+
+    @property
+    def int8(self) -> bool:
+        return self.precision == "int8"
+
+    @property
+    def fp16(self) -> bool:
+        return self.precision == "fp16"
+
+    @property
+    def linear_kernels(self) -> str:
+        """What multiplies the linear layers on a CPU: int8, or the cpu_gemm library (in bf16)."""
+        if self.int8:
+            return "int8"
+        return self.loaded.cpu_gemm + (" (bf16)" if self.precision == "bf16" else "")
 
     def transcribe(self, inputs: Sequence[AudioInput], batch_size: int | None = None,
                    hotwords: str | list[str] | None = None, progress: Progress | None = None,
@@ -255,6 +265,44 @@ class Engine:
         punctuated whole, so a mark at a piece's edge may differ there)."""
         punctuator = self.punctuator
         return assemble([piece], punctuator.punctuate if punctuator else None).text
+
+    def quiet(self):
+        """A block in which this engine runs no batch: the one running now finishes first, and
+        requests' segments wait. For measuring another engine on the same hardware, and for
+        switching precision between batches."""
+        return self.batcher.exclusive(Ticket(self.batcher, None, False, 1, lambda _outcome: None,
+                                             name="quiet"))
+
+    def with_precision(self, precision: str) -> Engine:
+        """This engine's settings and weights computing in `precision` (the precision check's
+        other side). Cached, one per precision for the life of the process: each holds a model
+        thread, and int8 a quantised copy of the linear layers."""
+        if precision == self.precision:
+            return self
+        coerce("precision", precision, "the precision to compare")
+        with self._variants_lock:
+            variant = self._variants.get(precision)
+            if variant is None:
+                settings = copy.deepcopy(self.settings)
+                settings.precision = precision
+                variant = Engine(settings, loaded=self.loaded, punctuator=self.punctuator)
+                variant.default_batch_size = self.default_batch_size
+                self._variants[precision] = variant
+        return variant
+
+    def set_precision(self, precision: str) -> None:
+        """Compute in `precision` from the next batch on (the Tuning tab's apply). Refused, with
+        the reason, where the hardware lacks it; no batch ever mixes two precisions."""
+        coerce("precision", precision, "the new precision")
+        check_precision(precision, self.loaded.device)
+        if precision == self.precision:
+            return
+        model = quantize_int8(self.loaded.model) if precision == "int8" else self.loaded.model
+        with self.quiet():
+            self.recognizer.set_precision(precision, model)
+            self.precision = precision
+            self.settings.precision = precision
+        log.info("precision set to %s", precision)
 
     def set_default_batch_size(self, size: int) -> None:
         coerce("batch_size", size, "the new default batch size")  # same bounds as config.yaml

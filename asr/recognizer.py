@@ -22,6 +22,7 @@ import contextlib
 import math
 import threading
 import time
+import types
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, fields
 
@@ -29,6 +30,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from .model import import_funasr
+from .precision import REDUCED, autocast, full_precision, keep_fp32_outputs
 from .threads import set_thread_count
 
 # FunASR prints banners on stdout when first imported; import_funasr keeps them out of --json.
@@ -86,18 +88,26 @@ class Recognizer:
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer, frontend, device: torch.device,
-                 fp16: bool = False, simulate_oom_frames: int = 0, threads: int = 1, lanes: int = 1):
-        self.model = model
+                 precision: str = "fp32", simulate_oom_frames: int = 0, threads: int = 1, lanes: int = 1):
         self.tokenizer = tokenizer
         self.frontend = frontend
         self.device = device
-        self.fp16 = fp16 and device.type == "cuda"
+        self.set_precision(precision, model)
         self.simulate_oom_frames = simulate_oom_frames
         self.threads = max(1, threads)
         self.lanes = max(1, min(lanes, self.threads)) if device.type == "cpu" else 1
         self._lane_pool: ThreadPoolExecutor | None = None
         self._special = {model.blank_id, model.sos, model.eos}
         self.masks_skipped = skip_full_attention_masks(model.encoder)
+
+    def set_precision(self, precision: str, model: torch.nn.Module) -> None:
+        """Compute in `precision` with `model` (the int8 copy for int8) from the next call on.
+        The engine checked the device can run it and calls this between batches."""
+        self.model = model
+        self.precision = precision
+        self.reduced = precision in REDUCED
+        if self.reduced:
+            keep_fp32_outputs(model)
 
     def hotword_list(self, words: list[str]) -> list[list[int]] | None:
         """Token ids per hotword plus FunASR's trailing <s> entry, via FunASR's own splitter."""
@@ -110,9 +120,12 @@ class Recognizer:
         )
 
     def _autocast(self):
-        if self.fp16:
-            return torch.autocast(device_type="cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
+        return autocast(self.precision, self.device)
+
+    def _fp32(self):
+        """Autocast off for the steps that integrate or compare scores: CIF's running sum of
+        weights decides where a token fires, and the timestamp head's peaks decide times."""
+        return full_precision(self.device) if self.reduced else contextlib.nullcontext()
 
     def _check_budget(self, feats: list[torch.Tensor]) -> None:
         padded = len(feats) * max(f.shape[0] for f in feats)
@@ -227,22 +240,25 @@ class Recognizer:
             encoder_out, encoder_lens = model.encode(speech, lengths.to(self.device))
             timings.encoder_s += clock.lap()
 
+            if self.reduced:
+                encoder_out = encoder_out.float()
             embeds, token_counts = [], []
-            for row in range(len(feats)):
-                length = int(encoder_lens[row])
-                acoustic, count, *_ = self.predict(
-                    encoder_out[row : row + 1, :length], encoder_lens[row : row + 1]
-                )
-                embeds.append(acoustic[0])
-                token_counts.append(count[0])
-            token_lens = torch.stack(token_counts).round().long()
-            timings.predictor_s += clock.lap()
-            if upsampled is not None:
+            with self._fp32():
                 for row in range(len(feats)):
                     length = int(encoder_lens[row])
-                    upsampled.append(self._timestamp_head_or_error(encoder_out[row : row + 1, :length],
-                                                                   token_lens[row : row + 1]))
-                timings.timestamp_s += clock.lap()
+                    acoustic, count, *_ = self.predict(
+                        encoder_out[row : row + 1, :length], encoder_lens[row : row + 1]
+                    )
+                    embeds.append(acoustic[0])
+                    token_counts.append(count[0])
+                token_lens = torch.stack(token_counts).round().long()
+                timings.predictor_s += clock.lap()
+                if upsampled is not None:
+                    for row in range(len(feats)):
+                        length = int(encoder_lens[row])
+                        upsampled.append(self._timestamp_head_or_error(
+                            encoder_out[row : row + 1, :length], token_lens[row : row + 1]))
+                    timings.timestamp_s += clock.lap()
 
             if int(token_lens.max()) < 1:
                 return None, token_lens
@@ -380,19 +396,25 @@ def skip_full_attention_masks(encoder: torch.nn.Module) -> int:
     for module in encoder.modules():
         if type(module) is not MultiHeadedAttentionSANM or "forward_attention" in vars(module):
             continue
-        module.forward_attention = _unmasked_when_full(module.forward_attention, mask_index=2)
-        module.forward_fsmn = _unmasked_when_full(module.forward_fsmn, mask_index=1)
+        # Bound to the module itself (not a closure over its bound method), so a deep copy, such
+        # as int8's quantised copy, calls its own layers.
+        module.forward_attention = types.MethodType(
+            _unmasked_when_full(MultiHeadedAttentionSANM.forward_attention, mask_index=2), module)
+        module.forward_fsmn = types.MethodType(
+            _unmasked_when_full(MultiHeadedAttentionSANM.forward_fsmn, mask_index=1), module)
         patched += 1
     return patched
 
 
-def _unmasked_when_full(method, mask_index: int):
-    def call(*args, **kwargs):
+def _unmasked_when_full(function, mask_index: int):
+    """`function(self, *args)` with its mask argument (args[mask_index]) dropped when it hides
+    nothing."""
+    def call(self, *args, **kwargs):
         extra = [v for v in (*args[mask_index + 1:], *kwargs.values()) if v is not None]
         mask = args[mask_index] if len(args) > mask_index else None
         if mask is not None and not extra and bool(mask.all()):
             args = (*args[:mask_index], None, *args[mask_index + 1:])
-        return method(*args, **kwargs)
+        return function(self, *args, **kwargs)
 
     return call
 

@@ -11,6 +11,7 @@ settings; `PRELOAD_AUDIO` is also read unprefixed, as the product has always doc
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 from collections.abc import Mapping
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 import yaml
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "iic/speech_seaco_paraformer_large_asr_nat-zh-cn-16k-common-vocab8404-pytorch"
 DEFAULT_VAD_MODEL = "iic/speech_fsmn_vad_zh-cn-16k-common-pytorch"
@@ -122,8 +125,10 @@ class Settings:
     cache_dir: str = ".cache"
     device: str = field(default="auto", metadata=_choice("auto", "cuda", "cpu"))
     batch_size: int = field(default=4, metadata={"min": 1, "max": 512})
-    fp16: bool = False
-    int8: bool = False
+    precision: str = field(default="fp32", metadata=_choice("fp32", "bf16", "fp16", "int8"))
+    # Deprecated switches, read as `precision` (see DEPRECATED_PRECISION_KEYS); always False here.
+    fp16: bool = field(default=False, metadata={"deprecated": True})
+    int8: bool = field(default=False, metadata={"deprecated": True})
     padding_limit_pct: float = field(default=10.0, metadata={"min": 0.0, "max": 1000.0})
     cpu_threads: int = field(default=0, metadata=_at_least(0))
     cpu_lanes: int = field(default=0, metadata=_at_least(0))
@@ -156,7 +161,7 @@ class Settings:
         return dict(_flatten(dataclasses.asdict(self)))
 
     def summary(self) -> str:
-        keys = ("model", "device", "batch_size", "fp16", "int8", "preload_audio", "feature_cache.enable",
+        keys = ("model", "device", "batch_size", "precision", "preload_audio", "feature_cache.enable",
                 "cpu_threads", "cpu_lanes", "cpu_gemm", "vad", "punctuation", "timestamps")
         flat = self.flat()
         return ", ".join(f"{key}={flat[key]}" for key in keys)
@@ -190,6 +195,12 @@ SCHEMA = _schema()
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
+
+# The old on/off switches for what is now one `precision` setting: `fp16: true` reads as
+# `precision: fp16`, `false` as "not fp16" (fp32 if precision was fp16). Each source (config file,
+# environment, command line) is applied in turn, so a later source still wins; within one source
+# a switch that contradicts `precision` is an error rather than a guess.
+DEPRECATED_PRECISION_KEYS = {"fp16": "fp16", "int8": "int8"}
 
 ENV_PREFIX = "SEACO_"
 ENV_ALIASES = {"preload_audio": "PRELOAD_AUDIO"}  # unprefixed names kept for compatibility
@@ -335,14 +346,41 @@ def load_settings(
     path = Path(config_path) if config_path else DEFAULT_CONFIG_PATH
     settings = Settings(config_path=str(path))
     if config_path or path.exists():
-        for key, value in read_config_file(path).items():
-            _set(settings, key, coerce(key, value, str(path)))
+        _apply_source(settings, [(key, value, str(path)) for key, value in read_config_file(path).items()],
+                      str(path))
+    from_environment = []
     for key in SCHEMA:
         found = _from_environment(key, environ)
         if found is not None:
             name, value = found
-            _set(settings, key, coerce(key, value, f"environment variable {name}"))
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            _set(settings, key, coerce(key, value, "the command line"))
+            from_environment.append((key, value, f"environment variable {name}"))
+    _apply_source(settings, from_environment, "the environment")
+    _apply_source(settings, [(key, value, "the command line") for key, value in (overrides or {}).items()
+                             if value is not None], "the command line")
     return settings
+
+
+def _apply_source(settings: Settings, items: list[tuple[str, Any, str]], source: str) -> None:
+    """Set one source's values, reading the deprecated precision switches as `precision`."""
+    switches: dict[str, tuple[bool, str]] = {}
+    for key, value, origin in items:
+        coerced = coerce(key, value, origin)
+        if key in DEPRECATED_PRECISION_KEYS:
+            switches[key] = (coerced, origin)
+        else:
+            _set(settings, key, coerced)
+    given = {key: value for key, value, _ in items}
+    on = [key for key, (value, _) in switches.items() if value]
+    if len(on) > 1:
+        raise SettingsError(f"{' and '.join(on)} are both on in {source}; set one `precision` instead")
+    for key, (value, origin) in switches.items():
+        mode = DEPRECATED_PRECISION_KEYS[key]
+        if "precision" in given and (settings.precision == mode) != value:
+            raise SettingsError(f"'{key}: {str(value).lower()}' and 'precision: {settings.precision}' "
+                                f"disagree in {source}; '{key}' is deprecated: keep only 'precision'")
+        log.warning("setting '%s' (%s) is deprecated: use 'precision: %s' (SEACO_PRECISION, --precision)",
+                    key, origin, mode if value else "fp32")
+        if value:
+            settings.precision = mode
+        elif settings.precision == mode:
+            settings.precision = "fp32"

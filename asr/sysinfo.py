@@ -17,6 +17,7 @@ import torch
 
 from .gpu import GpuMemory, gpu_memory, process_rss_mb, release_cached_memory
 from .model import default_cpu_threads
+from .precision import cpu_matrix_features
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -31,7 +32,7 @@ class SystemInfo:
     parameters: int
     device: str
     dtype: str
-    fp16: bool
+    precision: str  # what the model computes in: fp32, bf16, fp16 or int8
     default_batch_size: int
     python_version: str
     torch_version: str
@@ -48,7 +49,7 @@ class SystemInfo:
     process_rss_mb: float
     cpu_gemm: str = "torch"  # what runs the linear layers on a CPU
     cpu_lanes: int = 1  # files a CPU batch runs side by side (1: padded batches)
-    int8: bool = False
+    cpu_matrix: str = ""  # the CPU's matrix instruction sets (AVX-512, AVX-512 BF16, AMX)
     feature_cache: dict[str, Any] = field(default_factory=dict)
     preload_audio: bool = False
     preload_workers: int = 0
@@ -70,8 +71,8 @@ class SystemInfo:
             ("Model path", self.model_path),
             ("Parameters", f"{self.parameters / 1e6:.1f} M ({self.parameters:,})"),
             ("Device", self.device),
-            ("Precision", f"{self.dtype}{' + fp16 autocast' if self.fp16 else ''}"
-                          f"{' + int8 linears (dynamic)' if self.int8 else ''}"),
+            ("Precision", _PRECISION_TEXT[self.precision].format(device=self.device.split(":")[0])
+                          + f" (weights {self.dtype})"),
             ("Default batch size", str(self.default_batch_size)),
             ("Python / torch", f"{self.python_version} / {self.torch_version}"),
             ("CUDA (torch build) / available",
@@ -112,6 +113,7 @@ class SystemInfo:
             lanes = (f"a batch's files side by side (up to {self.cpu_lanes}), sharing the "
                      f"{self.torch_threads} threads" if self.cpu_lanes > 1 else "padded batches")
             rows.append(("CPU batches", f"{lanes}; linear layers on {self.cpu_gemm}"))
+            rows.append(("CPU matrix instructions", self.cpu_matrix))
         rows += [
             ("RAM", f"{self.ram_available_mb:,.0f} MB available of {self.ram_total_mb:,.0f} MB; "
                     f"this process uses {self.process_rss_mb:,.0f} MB"),
@@ -124,6 +126,14 @@ class SystemInfo:
         if self.released_mb is not None:
             rows.append(("Released cached GPU memory", f"{self.released_mb:.1f} MB"))
         return rows
+
+
+_PRECISION_TEXT = {
+    "fp32": "fp32",
+    "bf16": "bf16 ({device} autocast; CIF, timestamps and the final log-softmax in fp32)",
+    "fp16": "fp16 (CUDA autocast; CIF, timestamps and the final log-softmax in fp32)",
+    "int8": "int8 linear layers (dynamic), the rest fp32",
+}
 
 
 def _version(package: str) -> str:
@@ -171,7 +181,7 @@ def gather(engine: Engine) -> SystemInfo:
         parameters=int(loaded.parameters),
         device=str(loaded.device),
         dtype=loaded.dtype,
-        fp16=bool(engine.fp16),
+        precision=engine.precision,
         default_batch_size=int(engine.default_batch_size),
         python_version=platform.python_version(),
         torch_version=torch.__version__,
@@ -184,9 +194,9 @@ def gather(engine: Engine) -> SystemInfo:
         cpu_count=default_cpu_threads(),
         # Not torch.get_num_threads(): that is the calling thread's count (a Gradio worker's here).
         torch_threads=engine.recognizer.threads,
-        cpu_gemm="int8" if engine.int8 else loaded.cpu_gemm,
+        cpu_gemm=engine.linear_kernels,
         cpu_lanes=engine.recognizer.lanes,
-        int8=bool(engine.int8),
+        cpu_matrix=cpu_matrix_features().describe(),
         ram_total_mb=total_mb,
         ram_available_mb=available_mb,
         process_rss_mb=process_rss_mb(),

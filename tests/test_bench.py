@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from asr.precision import cpu_matrix_features
 from asr.settings import PROJECT_ROOT
 from tuning import bench, bench_report, bench_variants
 from tuning.bench_clips import clip_lengths, ensure_clips, prepare_real_files, synthesize
@@ -28,7 +29,7 @@ from tuning.bench_onnx import OnnxUnavailable, check_exportable
 def smoke(tmp_path_factory) -> tuple[dict, str]:
     out = tmp_path_factory.mktemp("bench") / "report.json"
     command = [sys.executable, "-m", "tuning.bench", "--model", "random:tiny", "--device", "cpu",
-               "--files", "2", "--clip-seconds", "3-8", "--variants", "A,C,CL,CT,AT", "--repeats", "1",
+               "--files", "2", "--clip-seconds", "3-8", "--variants", "A,C,CL,CB,CT,AT", "--repeats", "1",
                "--profile", "--json", str(out)]
     done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -43,7 +44,7 @@ def test_smoke_run_writes_the_full_report(smoke):
     assert report["device"]["resolved"] == "cpu"
     assert report["versions"]["funasr"] and report["versions"]["torch"]
     assert report["clips"]["count"] == 2 and report["clips"]["source"] == "synthetic"
-    assert set(report["variants"]) == {"A", "C", "CL", "CT", "AT"}
+    assert set(report["variants"]) == {"A", "C", "CL", "CB", "CT", "AT"}
     for name in ("A", "C", "CL", "CT", "AT"):
         variant = report["variants"][name]
         assert variant["status"] == "ok", variant
@@ -56,9 +57,10 @@ def test_smoke_run_writes_the_full_report(smoke):
     # A runs FunASR at its own defaults (4 threads); C at the engine's (one per core).
     assert report["variants"]["A"]["threads"]["funasr_ncpu"] == 4
     assert report["variants"]["C"]["threads"]["torch_threads"] >= 1
-    assert set(report["ratios"]) == {"C/A", "C/CL", "CL/A", "CT/AT", "CT/C"}
-    assert report["variants"]["C"]["threads"]["cpu_lanes"] == 1  # fp32 default: padded
-    assert report["variants"]["CL"]["threads"]["cpu_lanes"] >= 1
+    bf16 = {"CB/A", "CB/C", "CB/CL"} if report["variants"]["CB"]["status"] == "ok" else set()
+    assert set(report["ratios"]) == {"C/A", "C/CL", "CL/A", "CL/C", "CT/AT", "CT/C"} | bf16
+    assert report["variants"]["C"]["threads"]["cpu_lanes"] >= 1  # the default: side by side
+    assert report["variants"]["CL"]["threads"]["cpu_lanes"] == 1  # padded
     assert report["profile"]["C"]["stages"].keys() >= {"decode", "features", "wait", "encoder",
                                                         "predictor", "decoder", "postprocess"}
 
@@ -108,6 +110,20 @@ def test_smoke_run_reports_the_transcript_variants(smoke):
         assert text in stdout, text
 
 
+def test_bf16_runs_where_the_cpu_has_it_and_is_skipped_with_the_reason_elsewhere(smoke):
+    report, stdout = smoke
+    cb = report["variants"]["CB"]
+    if cpu_matrix_features().bf16:
+        assert cb["status"] == "ok", cb
+        assert cb["engine"]["precision"] == "bf16"
+        assert report["variants"]["C"]["engine"]["precision"] == "fp32"
+        pair = report["tokens"]["pairs"]["CB vs C"]
+        assert pair["files"] == 2 and pair["identical"] + len(pair["mismatched"]) == 2
+        assert "CB vs C" in stdout
+    else:
+        assert cb["status"] == "skipped" and "bf16 needs AVX-512 BF16 or AMX" in cb["reason"]
+
+
 def test_peers_are_the_faster_funasr_setting_and_targets_use_them():
     ok = {"status": "ok"}
     variants = {"A": {**ok, "speed_x_realtime": 10.0}, "AN": {**ok, "speed_x_realtime": 12.5},
@@ -147,7 +163,8 @@ def test_ncpu_twins_run_funasr_with_one_thread_per_core(monkeypatch):
     assert (specs["A"].ncpu, specs["AN"].ncpu, specs["AT"].ncpu, specs["ATN"].ncpu) == (None, 2, None, 2)
     job = runner._job(specs["ATN"])
     assert (job["variant"], job["ncpu"], job["vad_model_dir"], job["punc_model_dir"]) == ("AT", 2, "/v", "/p")
-    assert runner._job(specs["CT"])["settings"] == {"vad": "silero", "punctuation": "/p", "timestamps": True}
+    assert runner._job(specs["CT"])["settings"] == {"vad": "silero", "punctuation": "/p", "timestamps": True,
+                                                    "precision": "fp32"}
     seen = []
     fake = types.SimpleNamespace(AutoModel=lambda **kwargs: seen.append(kwargs))
     monkeypatch.setitem(sys.modules, "funasr", fake)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import random
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -14,6 +16,8 @@ from conftest import speechlike, tiny_settings
 
 from asr.engine import Engine
 from asr.hotwords import HotwordError
+from asr.precision import PrecisionUnavailable, check_precision, cpu_matrix_features
+from asr.settings import PROJECT_ROOT
 
 
 @pytest.fixture(scope="module")
@@ -178,11 +182,29 @@ def test_hotword_limits_are_clear(engine, reference_wavs):
         engine.transcribe(reference_wavs[:1], hotwords="长" * 21)
 
 
-def test_fp16_on_cpu_is_refused_with_a_log_line(engine, caplog):
-    with caplog.at_level(logging.WARNING, logger="asr.engine"):
-        fp16_engine = Engine(tiny_settings(fp16=True), loaded=engine.loaded)
-    assert fp16_engine.fp16 is False
-    assert any("fp16 requested" in rec.message for rec in caplog.records)
+def test_a_precision_the_machine_lacks_is_refused_at_start_with_the_reason(engine):
+    """Never a silent fall back: the engine does not start, and the message says why."""
+    with pytest.raises(PrecisionUnavailable, match="fp16 runs on CUDA only"):
+        Engine(tiny_settings(precision="fp16"), loaded=engine.loaded)
+    no_bf16 = cpu_matrix_features("flags\t: fpu sse2 avx2 avx512f\n")
+    with pytest.raises(PrecisionUnavailable, match="bf16 needs AVX-512 BF16 or AMX; this CPU has neither"):
+        check_precision("bf16", torch.device("cpu"), no_bf16)
+    assert cpu_matrix_features("flags\t: avx512f amx_bf16 amx_tile\n").bf16  # Intel AMX
+    assert cpu_matrix_features("flags\t: avx512f avx512_bf16\n").bf16  # AMD Zen 4/5
+    check_precision("bf16", torch.device("cpu"), cpu_matrix_features("flags\t: avx512_bf16\n"))
+    with pytest.raises(PrecisionUnavailable, match="int8 is a CPU mode"):
+        check_precision("int8", torch.device("cuda"))
+
+
+def test_the_command_line_refuses_a_missing_precision_before_loading(tmp_path):
+    """The CLI exits with the reason (status 1 or 2), not a traceback, and loads no weights."""
+    audio = tmp_path / "a.wav"
+    soundfile.write(audio, np.zeros(16000, dtype=np.float32), 16000)
+    done = subprocess.run([sys.executable, "-m", "asr", "transcribe", "--model", "random:tiny",
+                           "--device", "cpu", "--precision", "fp16", str(audio)],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "fp16 runs on CUDA only" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_out_of_memory_backs_off_and_loses_nothing(engine, clip_dir):
@@ -294,13 +316,35 @@ def test_skipping_full_masks_is_bit_identical(engine, reference_wavs):
 
 def test_int8_mode_runs_on_a_quantised_copy(engine, reference_wavs):
     """Opt-in int8: linear layers become dynamic-int8 in a copy; the shared fp32 model is untouched."""
-    int8_engine = Engine(tiny_settings(int8=True), loaded=engine.loaded)
+    int8_engine = Engine(tiny_settings(precision="int8"), loaded=engine.loaded)
     assert int8_engine.int8
     assert type(int8_engine.recognizer.model.encoder.encoders[0].feed_forward.w_1).__name__ == "Linear"
     assert "quantized" in type(int8_engine.recognizer.model.encoder.encoders[0].feed_forward.w_1).__module__
     assert type(engine.loaded.model.encoder.encoders[0].feed_forward.w_1) is torch.nn.Linear
+    # The copy's attention runs its own (quantised) output layer, not the fp32 original's.
+    attention = int8_engine.recognizer.model.encoder.encoders[0].self_attn
+    assert attention.forward_attention.__self__ is attention
+    assert "quantized" in type(attention.linear_out).__module__
     results = int8_engine.transcribe(reference_wavs, batch_size=2)
     assert all(r.ok and r.token_ids for r in results)
+
+
+def test_precision_switches_between_batches_and_back(engine, reference_wavs):
+    """The Tuning tab's apply: bf16 or int8 from the next batch, then fp32 gives fp32's tokens again."""
+    own = Engine(tiny_settings(), loaded=engine.loaded)
+    fp32 = [r.token_ids for r in own.transcribe(reference_wavs)]
+    modes = ["int8"] + (["bf16"] if cpu_matrix_features().bf16 else [])
+    for mode in modes:
+        own.set_precision(mode)
+        assert own.recognizer.precision == own.precision == own.settings.precision == mode
+        assert all(r.ok and r.token_ids for r in own.transcribe(reference_wavs))
+    own.set_precision("fp32")
+    assert own.recognizer.model is engine.loaded.model
+    assert [r.token_ids for r in own.transcribe(reference_wavs)] == fp32
+    with pytest.raises(PrecisionUnavailable, match="CUDA only"):
+        own.set_precision("fp16")
+    assert own.precision == "fp32"
+    assert own.with_precision("int8") is own.with_precision("int8") and own.with_precision("fp32") is own
 
 
 def test_a_model_failure_fails_only_that_input(engine, clip_dir):
@@ -432,7 +476,7 @@ def test_int8_batches_side_by_side_leave_tokens_alone(engine, mixed_files):
     """Dynamic int8 scales activations per tensor; side by side (the CPU default), no batch mate
     shares a tensor."""
     assert engine.recognizer.lanes == 2
-    int8_engine = Engine(tiny_settings(int8=True, padding_limit_pct=1000), loaded=engine.loaded)
+    int8_engine = Engine(tiny_settings(precision="int8", padding_limit_pct=1000), loaded=engine.loaded)
     assert int8_engine.recognizer.lanes == 2
     alone = [r.token_ids for r in (int8_engine.transcribe([p], batch_size=1)[0] for p in mixed_files)]
     for size in (2, 3, 5):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,7 @@ def test_unrelated_environment_variables_are_ignored(tmp_path):
                "SERVER_PORT": "0", "FP16": "sometimes"}
     settings = load_settings(config, environ=foreign)
     assert (settings.log_level, settings.model, settings.device) == ("INFO", DEFAULT_MODEL, "cpu")
-    assert (settings.batch_size, settings.server.port, settings.fp16) == (4, 7860, False)
+    assert (settings.batch_size, settings.server.port, settings.precision) == (4, 7860, "fp32")
     ours = load_settings(config, environ={**foreign, "SEACO_LOG_LEVEL": "warning", "SEACO_DEVICE": "auto"})
     assert (ours.log_level, ours.device) == ("WARNING", "auto")
 
@@ -74,6 +75,7 @@ def test_every_setting_has_a_prefixed_variable_and_preload_audio_keeps_its_old_n
         ("batch_size: 0\n", ["'batch_size'", ">= 1"]),
         ("batch_size: two\n", ["'batch_size'", "an integer"]),
         ("fp16: maybe\n", ["'fp16'", "true or false"]),
+        ("precision: fp8\n", ["'precision'", "one of fp32, bf16, fp16, int8"]),
         ("server:\n  port: 70000\n", ["'server.port'", "<= 65535"]),
         ("tuning:\n  sizes: [2, 0]\n", ["'tuning.sizes'", "positive integers"]),
         ("- just\n- a list\n", ["must hold a mapping"]),
@@ -129,13 +131,40 @@ def test_on_off_flags_switch_both_ways(tmp_path):
     import launch
     from asr.console import engine_overrides
 
-    config = write_config(tmp_path, "int8: true\npreload_audio: true\nfp16: false\n")
+    config = write_config(tmp_path, "precision: int8\npreload_audio: true\ntimestamps: true\n")
 
     def settings_from(*argv: str):
         return load_settings(config, environ={}, overrides=engine_overrides(launch.parse_args(list(argv))))
 
-    off = settings_from("--no-int8", "--no-preload-audio")
-    assert (off.int8, off.preload_audio, off.fp16) == (False, False, False)
+    off = settings_from("--no-preload-audio", "--no-timestamps", "--precision", "fp32")
+    assert (off.precision, off.preload_audio, off.timestamps) == ("fp32", False, False)
     kept = settings_from()
-    assert (kept.int8, kept.preload_audio) == (True, True)
-    assert settings_from("--fp16").fp16 is True and settings_from("--no-fp16").fp16 is False
+    assert (kept.precision, kept.preload_audio, kept.timestamps) == ("int8", True, True)
+    assert settings_from("--precision", "bf16").precision == "bf16"
+
+
+def test_old_precision_switches_still_work_and_say_they_are_deprecated(tmp_path, caplog):
+    """`fp16: true` / `int8: true` (file, SEACO_ variable or --flag) read as `precision`, each
+    source in its turn, with one warning naming the new key; contradictions are refused."""
+    import launch
+    from asr.console import engine_overrides
+
+    def settings_from(text: str, environ: dict[str, str] | None = None, argv: tuple[str, ...] = ()):
+        config = write_config(tmp_path, text)
+        overrides = engine_overrides(launch.parse_args(list(argv)))
+        return load_settings(config, environ=environ or {}, overrides=overrides)
+
+    with caplog.at_level(logging.WARNING, logger="asr.settings"):
+        assert settings_from("int8: true\n").precision == "int8"
+    assert any("'int8'" in r.message and "deprecated" in r.message and "precision: int8" in r.message
+               for r in caplog.records)
+    assert settings_from("fp16: true\n").precision == "fp16"
+    assert settings_from("int8: true\n", argv=("--no-int8",)).precision == "fp32"  # a later source wins
+    assert settings_from("precision: bf16\n", argv=("--no-int8",)).precision == "bf16"  # not int8: kept
+    assert settings_from("", environ={"SEACO_FP16": "1"}, argv=("--precision", "int8")).precision == "int8"
+    assert settings_from("precision: fp32\nint8: false\n").precision == "fp32"
+    for text, argv, fragment in (("precision: bf16\nint8: true\n", (), "disagree"),
+                                 ("fp16: true\nint8: true\n", (), "both on"),
+                                 ("", ("--precision", "bf16", "--fp16"), "disagree")):
+        with pytest.raises(SettingsError, match=fragment):
+            settings_from(text, argv=argv)

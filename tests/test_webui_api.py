@@ -70,7 +70,8 @@ def test_documented_api_names_exist_and_internal_events_stay_private(client):
     ours = {"/transcribe_file", "/transcribe_batch", "/transcribe_folder", "/system_info"}
     assert ours <= names
     # The tuning tab (tuning/ui.py) adds its own; the UI's helper events (clear, mic, timer) none.
-    assert all(n in ours or "batch_size" in n for n in names), names
+    assert all(n in ours or "batch_size" in n or "precision" in n for n in names), names
+    assert {"/check_precision", "/apply_precision", "/save_precision"} <= names
 
 
 def test_recognition_events_run_side_by_side_and_the_wizard_alone(served):

@@ -2,6 +2,9 @@
 
 Prints the table of every measured run and the recommendation with its reason; `--json OUT` saves
 every run and the chosen value, `--save` writes it into the config file (comments kept).
+`--check-precision` instead runs the files in fp32 and in `--candidate` (default: the fastest
+reduced precision this machine has) and prints speed and token agreement per file;
+`--save-precision P` then writes `precision: P` into the config file.
 Exit codes: 0 on success, 2 on usage, configuration or input errors.
 """
 
@@ -53,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", metavar="OUT", help="write the full report as JSON to OUT ('-': stdout)")
     parser.add_argument("--save", action="store_true",
                         help="write the recommended batch_size into the config file, keeping its comments")
+    parser.add_argument("--check-precision", action="store_true",
+                        help="instead of the batch-size sweep: run the files in fp32 and in a reduced "
+                             "precision and compare speed and tokens per file")
+    parser.add_argument("--candidate", choices=("bf16", "fp16", "int8"),
+                        help="the reduced precision to check (default: the fastest this machine has)")
+    parser.add_argument("--save-precision", choices=("fp32", "bf16", "fp16", "int8"),
+                        help="write this precision into the config file after the check")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, log warnings only")
     return parser
 
@@ -74,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     from .config_file import ConfigWriteError, write_batch_size
     from .wizard import run_wizard
 
+    if args.check_precision or args.save_precision:
+        return _precision(args, settings)
     try:
         engine = Engine(settings)
         report = run_wizard(engine, args.files, sizes=args.sizes, copies=args.copies,
@@ -108,6 +120,45 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: could not save batch_size: {exc}", file=sys.stderr)
             return 2
         print(f"saved batch_size: {report.recommended} to {saved.path}", file=sys.stderr)
+    return 0
+
+
+def _precision(args: argparse.Namespace, settings) -> int:
+    """The precision check and/or saving a precision: `--check-precision`, `--save-precision`."""
+    from asr.engine import Engine
+    from asr.model import ModelLoadError
+
+    from .config_file import ConfigWriteError, write_setting
+    from .precision_check import PrecisionCheckError, run_precision_check
+    from .wizard import aligned_table
+
+    if args.check_precision:
+        try:
+            engine = Engine(settings)
+            report = run_precision_check(
+                engine, args.files, args.candidate,
+                repeats=args.repeats or 1, progress=None if args.quiet else ProgressBar())
+        except (ModelLoadError, PrecisionCheckError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        data = report.to_dict()
+        if args.json == "-":
+            print(json.dumps(data, ensure_ascii=False, indent=2))
+        else:
+            print(aligned_table(report.columns(), report.table()))
+            for note in report.notes:
+                print(f"note: {note}")
+            print(report.summary())
+            if args.json:
+                Path(args.json).write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n",
+                                           encoding="utf-8")
+    if args.save_precision:
+        try:
+            saved = write_setting(settings.config_path, "precision", args.save_precision)
+        except (ConfigWriteError, OSError) as exc:
+            print(f"error: could not save precision: {exc}", file=sys.stderr)
+            return 2
+        print(f"saved precision: {args.save_precision} to {saved.path}", file=sys.stderr)
     return 0
 
 

@@ -9,11 +9,13 @@ shared machine hits all of them alike):
   O8  the same, int8-quantised by FunASR's exporter
   C   this engine (asr.engine.Engine.run, feature cache off) at its default settings
   CW  this engine at the batch size the tuning wizard recommends for these files
-  C8  this engine with the opt-in int8 CPU mode (`int8: true`); its token agreement with C is shown
+  C8  this engine with the opt-in int8 CPU mode (`precision: int8`); its token agreement with C is shown
+  CB  this engine in bf16 (`precision: bf16`: CPUs with AVX-512 BF16 or AMX, Ampere+ GPUs); agreement with C
+  CF  this engine in fp16 (`precision: fp16`, CUDA only); agreement with C
   CM  this engine with torch's own CPU kernels for its linear layers (`cpu_gemm: torch`), to show
       what the oneDNN kernels of the default (`cpu_gemm: onednn`) are worth on this CPU
-  CL  this engine with a batch's files side by side on the CPU (`cpu_lanes` = cores) instead of
-      padded, to show what side-by-side costs or gains on this CPU
+  CL  this engine with a CPU batch padded into one model call (`cpu_lanes: 1`, as on a GPU) instead
+      of its files side by side (the CPU default), to show what side by side gains on this CPU
 Transcripts (speech detection, punctuation, word and sentence times), on the same files:
   AT  FunASR AutoModel(vad_model=fsmn-vad, punc_model=CT-Transformer).generate(input=path,
       sentence_timestamp=True), file by file, FunASR's defaults
@@ -49,7 +51,7 @@ from .bench_clips import describe, ensure_clips, prepare_real_files
 
 log = logging.getLogger("tuning.bench")
 
-VARIANTS = ("A", "AN", "B", "O", "O8", "C", "CW", "C8", "CM", "CL", "AT", "ATN", "CT")
+VARIANTS = ("A", "AN", "B", "O", "O8", "C", "CW", "C8", "CB", "CF", "CM", "CL", "AT", "ATN", "CT")
 FUNASR_DEFAULT_NCPU = 4
 IDLE_CORES = 0.5  # --wait-idle: other processes' CPU use (in cores) under which a run may start
 DEFAULT_B_SIZES = {"cpu": [2, 4, 8], "cuda": [8, 16, 32]}
@@ -130,7 +132,9 @@ def parser() -> argparse.ArgumentParser:
                    help="funasr_onnx batch size (default 1, its own default)")
     p.add_argument("--onnx-threads", type=_positive,
                    help="funasr_onnx intra-op threads (default: its own default, 4)")
-    p.add_argument("--fp16", action="store_true", help="run C and CW in half precision (CUDA only)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16", "int8"), default="fp32",
+                   help="precision of C, CW and CT (default fp32; CB, CF and C8 pick their own)")
+    p.add_argument("--fp16", action="store_true", help="deprecated: --precision fp16")
     p.add_argument("--config", help="config.yaml for C's default settings (default: the project's)")
     p.add_argument("--timeout", type=_positive, default=3600, help="seconds allowed per run (default 3600)")
     p.add_argument("--wait-idle", type=int, default=0, metavar="SECONDS",
@@ -284,12 +288,17 @@ class Bench:
             specs.append(RunSpec("CW", "C", batch_size=self.wizard["recommended"]))
         if "C8" in chosen and self.device == "cpu":  # the engine refuses int8 on CUDA
             specs.append(RunSpec("C8", "C", quantize=True))
+        for label, precision in (("CB", "bf16"), ("CF", "fp16")):
+            if label in chosen:
+                reason = self._precision_unavailable(precision)
+                if reason:
+                    self.skipped[label] = reason
+                else:
+                    specs.append(RunSpec(label, "C", settings={"precision": precision}))
         if "CM" in chosen and self.device == "cpu":  # cpu_gemm means nothing on CUDA
             specs.append(RunSpec("CM", "C", settings={"cpu_gemm": "torch"}))
         if "CL" in chosen and self.device == "cpu":  # GPU batches are always padded
-            from asr.model import default_cpu_threads
-
-            specs.append(RunSpec("CL", "C", settings={"cpu_lanes": default_cpu_threads()}))
+            specs.append(RunSpec("CL", "C", settings={"cpu_lanes": 1}))
         if self.extras is not None:
             if "AT" in chosen:
                 specs.append(RunSpec("AT", "AT"))
@@ -298,6 +307,18 @@ class Bench:
                 specs.append(RunSpec("CT", "C", settings={"vad": "silero", "timestamps": True,
                                                           "punctuation": self.extras["punc_dir"]}))
         return specs
+
+    def _precision_unavailable(self, precision: str) -> str | None:
+        """Why this machine cannot run the engine in `precision`, or None when it can."""
+        import torch
+
+        from asr.precision import PrecisionUnavailable, check_precision
+
+        try:
+            check_precision(precision, torch.device(self.device))
+        except PrecisionUnavailable as exc:
+            return str(exc)
+        return None
 
     def _tuned_ncpu_specs(self, chosen: list[str], pairs: list[tuple[str, str]]) -> list[RunSpec]:
         """AN / ATN: FunASR with ncpu = cores; skipped where that is its default anyway."""
@@ -320,9 +341,9 @@ class Bench:
                "batch_size": spec.batch_size, "config": self.args.config, "ncpu": spec.ncpu,
                # C is the bare engine, as A is bare AutoModel: whole files, no punctuation.
                "settings": {"vad": "energy", "punctuation": "off", "timestamps": False,
-                            **({"fp16": True} if self.args.fp16 else {})}}
+                            "precision": "fp16" if self.args.fp16 else self.args.precision}}
         if spec.variant == "C" and spec.quantize:
-            job["settings"] = {**job["settings"], "int8": True}
+            job["settings"] = {**job["settings"], "precision": "int8"}
         if spec.variant == "C" and spec.settings:
             job["settings"] = {**job["settings"], **spec.settings}
         if spec.variant == "AT":
@@ -406,7 +427,10 @@ class Bench:
                     variants[name] = {"status": "unavailable", "reason": self.onnx_reason}
                 else:
                     variants[name] = bench_report.summarize_runs(self.raw[name], self.audio_s)
-        for name in ("C", "C8", "CM", "CL"):
+        for name in ("CB", "CF"):
+            if name in self.skipped:
+                variants[name] = {"status": "skipped", "reason": self.skipped[name]}
+        for name in ("C", "C8", "CB", "CF", "CM", "CL"):
             if name in self.raw:
                 variants[name] = bench_report.summarize_runs(self.raw[name], self.audio_s)
         if "CW" in self.args.variants:
@@ -433,7 +457,8 @@ class Bench:
             "settings": {"variants": self.args.variants, "repeats": self.args.repeats,
                          "b_sizes": self.b_sizes, "onnx_batch": self.args.onnx_batch,
                          "onnx_threads": self.args.onnx_threads or "funasr_onnx default (4)",
-                         "fp16": self.args.fp16, "engine_config": self.args.config or "config.yaml",
+                         "precision": "fp16" if self.args.fp16 else self.args.precision,
+                         "engine_config": self.args.config or "config.yaml",
                          "timeout_s": self.args.timeout, "funasr_ncpu_tuned": self._cores(),
                          "wait_idle_s": self.args.wait_idle,
                          "extras": self.extras},
@@ -444,7 +469,7 @@ class Bench:
             "targets": bench_report.targets(variants, self.device),
             "tokens": tokens,
             "texts": bench_report.compare_texts(variants, names),
-            "profile": {n: p for n in ("C", "CW", "C8", "CM", "CL", "CT") if n in variants
+            "profile": {n: p for n in ("C", "CW", "C8", "CB", "CF", "CM", "CL", "CT") if n in variants
                         and (p := bench_report.profile(variants[n])) is not None},
             "notes": self.notes + bench_report.contention_notes(self.raw, IDLE_CORES),
             "run_dir": str(self.run_dir),

@@ -283,7 +283,7 @@ def run_engine(job: dict) -> dict:
         "stats": run.stats.to_dict(),
         "threads": {**_thread_info(), "engine_threads": engine.recognizer.threads,
                     "cpu_lanes": engine.recognizer.lanes, "cpu_gemm": engine.loaded.cpu_gemm},
-        "engine": {"settings": engine.settings.summary(), "fp16": engine.fp16,
+        "engine": {"settings": engine.settings.summary(), "precision": engine.precision,
                    "preload": run.stats.preload, "device": str(engine.loaded.device)},
         "notes": failed, **gpu.read(),
     }

@@ -331,7 +331,7 @@ def server_description(server: Server) -> dict[str, Any]:
     return {"where": "in-process (api.build_api + api.serve on 127.0.0.1)", "model": s.model,
             "device": str(engine.loaded.device), "batch_size": s.batch_size,
             "batching_max_wait_ms": s.batching.max_wait_ms, "vad": s.vad, "punctuation": s.punctuation,
-            "timestamps": s.timestamps, "int8": engine.int8, "fp16": engine.fp16,
+            "timestamps": s.timestamps, "precision": engine.precision,
             "cpu_threads": s.cpu_threads or engine.loaded.threads, "feature_cache": False,
             "padding_limit_pct": s.padding_limit_pct}
 

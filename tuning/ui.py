@@ -13,9 +13,16 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from asr.precision import PrecisionUnavailable
 from asr.settings import SettingsError, coerce
 
-from .config_file import ConfigWriteError, write_batch_size
+from .config_file import ConfigWriteError, write_batch_size, write_setting
+from .precision_check import (
+    PrecisionCheckError,
+    PrecisionReport,
+    fastest_reduced_precision,
+    run_precision_check,
+)
 from .wizard import TABLE_COLUMNS, WizardError, WizardReport, run_wizard, sizes_from_text
 
 log = logging.getLogger(__name__)
@@ -183,3 +190,72 @@ def build_tuning_tab(engine, concurrency_id: str | None = None) -> None:
                 api_name="tune_batch_size", concurrency_limit=1, concurrency_id=concurrency_id)
     apply.click(apply_size, chosen, status, api_name="apply_batch_size")
     save.click(save_size, chosen, status, api_name="save_batch_size")
+    build_precision_check(engine, files, concurrency_id)
+
+
+PRECISION_INTRO = """\
+Reduced precision (bf16 on CPUs with AVX-512 BF16 or AMX and on recent GPUs, fp16 on GPUs, int8 on
+CPUs) is faster, but it rounds every product, so a close call between two tokens can flip. This
+runs **your files** above in fp32 and in the reduced precision, alternating, and shows per file
+how long each took and how many tokens agree. Then keep fp32 or apply the other.
+"""
+
+
+def precision_markdown(report: PrecisionReport) -> str:
+    lines = [f"### {report.summary()}", ""]
+    lines += [f"- {note}" for note in report.notes]
+    lines += [f"- {check.file}: failed ({check.error})" for check in report.files if check.error]
+    return "\n".join(lines)
+
+
+def build_precision_check(engine, files, concurrency_id: str | None = None) -> None:
+    """The precision check under the wizard: its table, and apply or save either precision."""
+    candidate = fastest_reduced_precision(engine.loaded.device)
+    with gr.Accordion("Precision check: does a faster precision change my transcripts?", open=False):
+        gr.Markdown(PRECISION_INTRO)
+        check = gr.Button(f"Check fp32 against {candidate}" if candidate else "No reduced precision here",
+                          interactive=candidate is not None, elem_id="precision-check")
+        summary = gr.Markdown(elem_id="precision-summary")
+        table = gr.Dataframe(label="Per file", interactive=False, elem_id="precision-table")
+        with gr.Row():
+            choice = gr.Radio(list(dict.fromkeys(["fp32", candidate or "fp32", engine.precision])),
+                              value=engine.precision,
+                              label="Precision to apply", elem_id="precision-choice")
+            apply = gr.Button("Apply (until restart)", elem_id="precision-apply")
+            save = gr.Button("Save to config.yaml", elem_id="precision-save")
+        status = gr.Markdown(f"Current precision: {engine.precision}", elem_id="precision-status")
+
+    def run_check(paths, progress=gr.Progress()):
+        if not paths:
+            raise gr.Error("Choose or upload at least one audio file above first.")
+        paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+        try:
+            report = run_precision_check(engine, paths, candidate,
+                                         progress=lambda fraction, message: progress(fraction, desc=message))
+        except PrecisionCheckError as exc:
+            raise gr.Error(str(exc)) from None
+        return precision_markdown(report), pd.DataFrame(report.table(), columns=report.columns())
+
+    def apply_precision(value) -> str:
+        try:
+            engine.set_precision(value)
+        except (PrecisionUnavailable, SettingsError) as exc:
+            raise gr.Error(str(exc)) from None
+        return (f"Precision is now **{engine.precision}** for every tab until the server restarts. "
+                "Save to keep it.")
+
+    def save_precision(value) -> str:
+        apply_precision(value)
+        path = engine.settings.config_path
+        if not path:
+            raise gr.Error("This server was started without a config file to save to.")
+        try:
+            saved = write_setting(path, "precision", value)
+        except (ConfigWriteError, OSError) as exc:
+            raise gr.Error(f"Applied, but could not save: {exc}") from None
+        return f"Precision is now **{engine.precision}**, saved to `{saved.path}`; comments kept."
+
+    check.click(run_check, files, [summary, table], api_name="check_precision", concurrency_limit=1,
+                concurrency_id=concurrency_id)
+    apply.click(apply_precision, choice, status, api_name="apply_precision")
+    save.click(save_precision, choice, status, api_name="save_precision")

@@ -130,12 +130,7 @@ class WizardReport:
 
     def format_table(self) -> str:
         """The table as aligned plain text, for the CLI."""
-        cells = [TABLE_COLUMNS] + [["-" if v is None else str(v) for v in row] for row in self.table()]
-        widths = [max(len(row[i]) for row in cells) for i in range(len(TABLE_COLUMNS))]
-        lines = ["  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths,
-                                                                                         strict=True)))
-                 for row in cells]
-        return "\n".join(lines)
+        return aligned_table(TABLE_COLUMNS, self.table())
 
     def to_dict(self) -> dict:
         return {
@@ -167,6 +162,15 @@ class WizardReport:
                 "refine": [r.to_dict() for r in self.refine],
             },
         }
+
+
+def aligned_table(columns: list[str], rows: list[list]) -> str:
+    """Rows as plain text in aligned columns (the first left, the rest right); None prints "-"."""
+    cells = [columns] + [["-" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths,
+                                                                                            strict=True)))
+                     for row in cells)
 
 
 # ---- memory ---------------------------------------------------------------------------------
@@ -310,7 +314,7 @@ class _Wizard:
             info = gpu_memory(self.device)
             self.memory_total_mb = info.total_mb
             self.device_text = (f"{info.name or 'CUDA GPU'} ({info.total_mb / 1024:.1f} GiB), "
-                                f"{self.device}, {'fp16' if engine.fp16 else 'fp32'}")
+                                f"{self.device}, {engine.precision}")
             self.memory_source = "GPU: the larger of torch peak reserved and NVML used (whole card)"
             self.memory_rule = (f"memory rule: peak GPU memory at most {memory_limit_pct:g}% of the "
                                 f"card's {info.total_mb:.0f} MB")
@@ -318,8 +322,8 @@ class _Wizard:
             self.memory_total_mb = total_ram_mb()
             rec = engine.recognizer
             self.device_text = (f"CPU ({os.cpu_count()} cores, {rec.threads} torch threads, "
-                                f"{engine.loaded.cpu_gemm} linears, up to {rec.lanes} files side by "
-                                "side), fp32; no GPU: memory is process RSS")
+                                f"{engine.linear_kernels} linears, up to {rec.lanes} files side by "
+                                f"side), {engine.precision}; no GPU: memory is process RSS")
             self.memory_source = "CPU: process RSS (resident memory of this process), no GPU"
             self.memory_rule = (f"no GPU, so the memory rule uses process RSS against total RAM "
                                 f"({self.memory_total_mb:.0f} MB, limit {memory_limit_pct:g}%)")
