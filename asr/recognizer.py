@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, fields
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
+from .attention import fused_attention_enabled, use_fused_attention
 from .model import import_funasr
 from .precision import REDUCED, autocast, full_precision, keep_fp32_outputs
 from .threads import set_thread_count
@@ -99,6 +100,10 @@ class Recognizer:
         self._lane_pool: ThreadPoolExecutor | None = None
         self._special = {model.blank_id, model.sos, model.eos}
         self.masks_skipped = skip_full_attention_masks(model.encoder)
+        # Fused attention (memory linear in length) on CUDA and under bf16/fp16; an fp32 call on a
+        # CPU keeps FunASR's bit-exact path. Decided per call, so engines share one model.
+        use_fused_attention(model.encoder, only_reduced=True)
+        self.fused_layers = sum(map(fused_attention_enabled, model.encoder.modules()))
 
     def set_precision(self, precision: str, model: torch.nn.Module) -> None:
         """Compute in `precision` with `model` (the int8 copy for int8) from the next call on.

@@ -49,6 +49,10 @@ def test_bf16_runs_in_bf16_and_keeps_the_scores_in_fp32(engine, reference_wavs):
             hook.remove()
     assert seen == {"encoder": torch.bfloat16, "cif": torch.float32}
     assert log_probs.dtype == torch.float32
+    # Attention runs fused (memory linear in length) under bf16; fp32 keeps FunASR's own path.
+    assert recognizer.fused_layers == len(recognizer.model.encoder.encoders) + len(
+        getattr(recognizer.model.encoder, "encoders0", []))
+    assert _fused_kernel_ran(recognizer, feats[:2]) and not _fused_kernel_ran(engine.recognizer, feats[:2])
     fp32 = [r.token_ids for r in engine.transcribe(reference_wavs)]
     results = bf16.transcribe(reference_wavs, timestamps=True)
     assert all(r.ok and r.segments and r.segments[0].words for r in results)
@@ -135,6 +139,12 @@ def test_the_cli_check_prints_the_table_and_saves(tmp_path, reference_wavs):
     assert done.returncode == 0, done.stderr[-2000:]
     assert reference_wavs[0].name in done.stdout and f"{CANDIDATE} against fp32" in done.stdout
     assert load_settings(config, environ={}).precision == CANDIDATE
+
+
+def _fused_kernel_ran(recognizer, feats) -> bool:
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        recognizer.log_probs(feats, None)
+    return any("scaled_dot_product" in event.name for event in profile.events())
 
 
 def _samples(path):
