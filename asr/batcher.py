@@ -13,7 +13,10 @@ fills it with segments of similar length from anyone. A request whose oldest seg
 
 Safety, as before batching was shared: an out-of-memory halves the batch (and every later batch
 until the queue drains) down to one unit, then halves that unit at a quiet frame down to a floor;
-any other failure retries the batch one unit at a time so only the culprit fails. Each unit's
+any other failure retries the batch one unit at a time so only the culprit fails. Given a memory
+model (asr/memory_model.py), a batch whose predicted peak exceeds the memory budget is split into
+smaller batches before it runs, so the out-of-memory is predicted rather than hit; the back-off
+stays as the safety net for whatever the prediction misses. Each unit's
 model result depends on nothing but its own frames (see recognizer.py), so sharing a batch with
 another request's audio cannot change its tokens or times.
 """
@@ -114,18 +117,28 @@ class BatcherStats:
     units: int = 0
     mixed_hotword_batches: int = 0  # must stay 0: a batch never mixes hotword sets
     largest_batch: int = 0
+    predicted_splits: int = 0  # batches split before running: the memory model predicted too much
     queued_s: float = 0.0
     requests_waiting: int = 0
 
 
 class Batcher:
-    """Owns the model's thread; thread-safe for everything else."""
+    """Owns the model's thread; thread-safe for everything else.
+
+    `memory_model` (a MemoryModel, or anything with `predict(batch, frames)` and
+    `largest_batch(frames, budget_bytes)`) and `memory_budget` (bytes a batch may use now, asked
+    before each batch) turn on the split by prediction; without a model nothing changes. Both
+    are plain attributes: setting them later takes effect from the next batch.
+    """
 
     def __init__(self, run_batch: Callable[..., list[Decoded]], frames_per_second: float,
                  padding_limit: float, max_wait_s: float = 0.01, max_queued_s: float = 3600.0,
                  release_memory: Callable[[], Any] | None = None,
-                 is_out_of_memory: Callable[[BaseException], bool] | None = None):
+                 is_out_of_memory: Callable[[BaseException], bool] | None = None,
+                 memory_model: Any | None = None, memory_budget: Callable[[], float] | None = None):
         self._run_batch = run_batch
+        self.memory_model = memory_model
+        self.memory_budget = memory_budget
         self.frames_per_second = frames_per_second
         self.padding_limit = padding_limit
         self.max_wait_s = max_wait_s
@@ -313,6 +326,10 @@ class Batcher:
                     batch.append(unit)
             if not batch:
                 continue
+            parts = self._split_to_fit(batch)
+            if len(parts) > 1:
+                queue = parts + queue
+                continue
             first = batch[0].owner
             timings = BatchTimings()
             started = time.perf_counter()
@@ -334,6 +351,45 @@ class Batcher:
         with self._cond:
             if not self._pending:
                 self._ceiling = None  # the queue drained: the next burst may try full size again
+
+    def _split_to_fit(self, batch: list[Unit]) -> list[list[Unit]]:
+        """The batch as it is, or, when the memory model predicts it needs more than the budget,
+        smaller batches that each fit: longest units first, each part as many as fit at its own
+        longest length. A unit predicted not to fit even alone still runs alone (the OOM back-off
+        and its quiet split remain the safety net)."""
+        model = self.memory_model
+        if model is None or len(batch) < 2:
+            return [batch]
+        longest = max(u.frames for u in batch)
+        try:
+            budget = self._budget(model)
+            needed = model.predict(len(batch), longest)
+            if needed <= budget:
+                return [batch]
+            parts: list[list[Unit]] = []
+            ordered = sorted(batch, key=lambda u: -u.frames)
+            while ordered:
+                fits = max(1, min(len(ordered), int(model.largest_batch(ordered[0].frames, budget))))
+                parts.append(ordered[:fits])
+                ordered = ordered[fits:]
+        except Exception:  # noqa: BLE001 - a prediction must never cost a batch its run
+            log.exception("memory prediction failed; running the batch of %d as formed", len(batch))
+            return [batch]
+        if len(parts) < 2:
+            return [batch]
+        log.info("batch of %d (longest %d frames) predicted to need %.0f MB, over the %.0f MB memory "
+                 "budget; running it as %s", len(batch), longest, needed / 2**20, budget / 2**20,
+                 " + ".join(str(len(p)) for p in parts))
+        with self._cond:
+            self._stats.predicted_splits += 1
+        return parts
+
+    def _budget(self, model) -> float:
+        if self.memory_budget is not None:
+            return float(self.memory_budget())
+        from .memory_model import memory_budget  # the default: 85% of free memory on its device
+
+        return float(memory_budget(getattr(model, "device", "cpu"), 85.0))
 
     def _after_failure(self, batch: list[Unit], exc: BaseException) -> list[list[Unit]]:
         if not self._is_oom(exc):

@@ -29,6 +29,7 @@ from .features import FeatureExtractor
 from .folders import read_confined
 from .gpu import release_cached_memory
 from .hotwords import parse_hotwords
+from .memory_model import MemoryModel, cache_path, frames_grid, load_or_fit, memory_budget
 from .model import LoadedModel, load_model, quantize_int8, resolve_device
 from .pipeline import PreloadPipeline, Prepared, run_inline
 from .precision import check_precision
@@ -123,7 +124,8 @@ class Engine:
         batching = settings.batching
         self.batcher = Batcher(self._recognize, self.features.frames_per_second,
                                settings.padding_limit_pct / 100.0, batching.max_wait_ms / 1000.0,
-                               batching.max_queued_s, release_cached_memory, _is_out_of_memory)
+                               batching.max_queued_s, release_cached_memory, _is_out_of_memory,
+                               memory_model=self._memory_model(), memory_budget=self._memory_budget)
         lanes = self.recognizer.lanes
         cpu = (f", {threads} CPU threads, {self.linear_kernels} linears"
                + (f", up to {lanes} files side by side" if lanes > 1 else "")
@@ -266,6 +268,30 @@ class Engine:
         punctuator = self.punctuator
         return assemble([piece], punctuator.punctuate if punctuator else None).text
 
+    def _memory_budget(self) -> int:
+        """Bytes the next batch may use: free memory now x tuning.memory_limit_pct."""
+        return memory_budget(self.loaded.device, self.settings.tuning.memory_limit_pct)
+
+    def _memory_model(self) -> MemoryModel | None:
+        """Each batch's predicted peak, so the batcher splits a batch before it runs out of memory.
+
+        On a GPU it is fitted at the first start (a few small batches) and kept in
+        cache_dir/memory/ per model, GPU, precision and torch version. On a CPU, where RAM is
+        rarely the limit and measuring is slow, only a model fitted beforehand is used
+        (`python -m asr.memory_model --model ... --precision ... --save`). A failure here costs
+        the prediction, never the start: the out-of-memory back-off stays the safety net."""
+        try:
+            path = cache_path(self.settings.resolve_path(self.settings.cache_dir) / "memory",
+                              self.loaded.directory, self.loaded.device, self.precision)
+            if self.loaded.device.type != "cuda" and not path.is_file():
+                return None
+            longest = int(self.settings.input.segment_s * self.features.frames_per_second)
+            return load_or_fit(self.recognizer, path, self.precision, frames=frames_grid(longest))
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            log.warning("no memory model (%s: %s); batches rely on the out-of-memory back-off",
+                        type(exc).__name__, exc)
+            return None
+
     def quiet(self):
         """A block in which this engine runs no batch: the one running now finishes first, and
         requests' segments wait. For measuring another engine on the same hardware, and for
@@ -302,6 +328,7 @@ class Engine:
             self.recognizer.set_precision(precision, model)
             self.precision = precision
             self.settings.precision = precision
+            self.batcher.memory_model = self._memory_model()
         log.info("precision set to %s", precision)
 
     def set_default_batch_size(self, size: int) -> None:

@@ -64,6 +64,8 @@ def plot_frames(report: WizardReport) -> tuple[pd.DataFrame, pd.DataFrame]:
     time_rows += [[size, median, "refine (median)"] for size, median in sorted(report.refine_medians.items())]
     memory_rows = [[r.batch_size, r.peak_mb, "sweep" if r.ok else "sweep (OOM)"]
                    for r in sweep if r.peak_mb is not None]
+    memory_rows += [[r.batch_size, r.predicted_mb, "predicted (memory model)"]
+                    for r in sweep if r.predicted_mb is not None]
     # Batch sizes as ordered categories: a numeric axis would show ticks like 1.5 and 2.5.
     for rows in (time_rows, memory_rows):
         for row in rows:

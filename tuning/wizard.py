@@ -44,7 +44,7 @@ MAX_BATCH_SIZE = 512  # the settings' ceiling for batch_size
 SAMPLE_INTERVAL_S = 0.05
 
 TABLE_COLUMNS = ["step", "batch size", "total time (s)", "time per file (s)", "speed-up vs T1",
-                 "peak memory (MB)", "memory %", "status"]
+                 "peak memory (MB)", "predicted (MB)", "memory %", "status"]
 
 _running = threading.Lock()  # one wizard at a time: two would time each other
 
@@ -69,6 +69,9 @@ class RunRecord:
     torch_peak_reserved_mb: float | None = None
     nvml_peak_used_mb: float | None = None
     rss_peak_mb: float | None = None
+    # The memory model's figure for the same run: memory at the run's start (same measure as
+    # peak_mb) plus the predicted peak of its largest batch; None without a memory model.
+    predicted_mb: float | None = None
     backoffs: int = 0
     repeat: int = 0
     message: str = ""
@@ -124,6 +127,7 @@ class WizardReport:
             speedup = round(self.t1 / run.per_file_s, 2) if run.per_file_s > 0 else None
             rows.append([step, run.batch_size, round(run.total_s, 3), round(run.per_file_s, 4),
                          speedup, None if run.peak_mb is None else round(run.peak_mb, 1),
+                         None if run.predicted_mb is None else round(run.predicted_mb, 1),
                          None if run.memory_pct is None else round(run.memory_pct, 1),
                          "OOM" if run.status == "oom" else run.status])
         return rows
@@ -200,6 +204,7 @@ class _MemoryWatch:
         self.gpu = device.type == "cuda" and torch.cuda.is_available()
         self.device = device
         self.peak_sampled = 0.0
+        self.start_mb = 0.0  # the sampled figure when the run started
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -215,7 +220,7 @@ class _MemoryWatch:
     def __enter__(self) -> _MemoryWatch:
         release_cached_memory()
         reset_peak_memory()
-        self.peak_sampled = self._sample()
+        self.peak_sampled = self.start_mb = self._sample()
         self._thread = threading.Thread(target=self._loop, name="tuning-memory", daemon=True)
         self._thread.start()
         return self
@@ -310,6 +315,11 @@ class _Wizard:
         self.device: torch.device = engine.loaded.device
         self.gpu = self.device.type == "cuda" and torch.cuda.is_available()
         self.notes: list[str] = []
+        self.longest_frames = 0  # set in run()
+        self.units_per_input = 1
+        if self.engine.batcher.memory_model is None:
+            self.notes.append("no memory model, so no predicted memory: on a GPU the engine fits one at "
+                              "start; on a CPU run `python -m asr.memory_model --model ... --save`")
         if self.gpu:
             info = gpu_memory(self.device)
             self.memory_total_mb = info.total_mb
@@ -372,6 +382,10 @@ class _Wizard:
         record = RunRecord(step, size, len(inputs), elapsed, elapsed / max(1, len(inputs)), status,
                            audio_s=audio_s, backoffs=backoffs, repeat=repeat, message=message)
         watch.fill(record, self.memory_total_mb)
+        model = self.engine.batcher.memory_model
+        if model is not None and self.longest_frames:
+            batch = min(size, len(inputs) * self.units_per_input)
+            record.predicted_mb = watch.start_mb + model.predict(batch, self.longest_frames) / 2**20
         memory = "-" if record.memory_pct is None else f"{record.peak_mb:.0f} MB ({record.memory_pct:.1f}%)"
         log.info("tuning %s: %d file(s) in %.3f s, %.4f s per file, peak memory %s, %s%s", label,
                  record.files, record.total_s, record.per_file_s, memory, status,
@@ -398,6 +412,13 @@ class _Wizard:
         if not warm.results[0].ok:
             raise WizardError(f"{first.name}: {warm.results[0].error}")
 
+        # For the predicted memory: the longest piece a batch can hold (an upper bound, as VAD may
+        # cut shorter ones) and how many pieces a file makes.
+        segment_s = self.engine.settings.input.segment_s
+        durations = [_duration_s(f) for f in self.files]
+        self.longest_frames = int(min(segment_s, max(durations)) * self.engine.features.frames_per_second)
+        self.units_per_input = max(1, math.ceil(max(durations) / segment_s))
+
         baseline = self._measure("baseline", [first], 1, "baseline", 0, 1)
         if not baseline.ok:
             raise WizardError(f"{first.name} could not be recognised at batch size 1: {baseline.message}")
@@ -407,7 +428,6 @@ class _Wizard:
             self.notes.append(f"sweep and refine use your {len(workload)} files; --copies does not apply")
         else:
             workload = [first] * self.copies
-        segment_s = self.engine.settings.input.segment_s
         units = sum(max(1, math.ceil(_duration_s(f) / segment_s)) for f in workload)
 
         sweep = self._sweep(baseline, workload, units)
