@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What a user runs. First use creates .venv and installs the pinned dependencies; then
 #   bash run.sh [launch.py options]   starts the web UI (see `bash run.sh --help`)
-#   bash run.sh test [pytest args]    runs the whole test suite
+#   bash run.sh test [pytest args]    runs the whole test suite (installs the distributed extra too)
+#   bash run.sh install [EXTRA...]    installs only, e.g. `install distributed` for `python -m asr job`
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -10,15 +11,23 @@ VENV=.venv
 STAMP=$VENV/.installed
 
 install_deps() {
-  # One install serves both the app and the tests (the test extras are small).
-  local extras=test
+  # One install serves both the app and the tests (the test extras are small). Extras installed
+  # once stay installed: the stamp keeps them, and a reinstall asks for them again.
+  local extras=test${1:+,$1} had="" had_hash=""
   if [ ! -x "$VENV/bin/python" ]; then
     echo "[run.sh] creating $VENV with $($PYTHON --version)"
     "$PYTHON" -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
   fi
-  local want="$extras $(sha1sum pyproject.toml | cut -c1-12)"
-  if [ ! -f "$STAMP" ] || ! grep -qxF -- "$want" "$STAMP"; then
+  local hash extra missing=""
+  hash=$(sha1sum pyproject.toml | cut -c1-12)
+  if [ -f "$STAMP" ]; then read -r had had_hash < "$STAMP" || true; fi
+  for extra in ${extras//,/ }; do
+    case ",$had," in *",$extra,"*) ;; *) missing=1 ;; esac
+  done
+  extras=$(printf '%s\n' ${had//,/ } ${extras//,/ } | sort -u | paste -sd, -)
+  local want="$extras $hash"
+  if [ -n "$missing" ] || [ "$had_hash" != "$hash" ]; then
     echo "[run.sh] installing dependencies${extras:+ ($extras)} (first run takes a few minutes)"
     "$VENV/bin/python" -m pip install -q -e ".${extras:+[$extras]}"
     echo "$want" > "$STAMP"
@@ -38,9 +47,15 @@ ensure_browser() {
   fi
 }
 
+if [ "${1:-}" = "install" ]; then
+  shift
+  install_deps "$(IFS=,; echo "$*")"
+  echo "[run.sh] installed${*:+ with: $*}"
+  exit 0
+fi
 if [ "${1:-}" = "test" ]; then
   shift
-  install_deps
+  install_deps distributed  # so CI runs tests/test_job.py on Ray (about 140 MB to download once)
   ensure_browser
   exec "$VENV/bin/python" -m pytest "$@"
 fi

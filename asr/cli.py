@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--output-dir", type=Path,
                      help="folder for --format files (default: the current folder; with no --format: all)")
     run.add_argument("--quiet", action="store_true", help="log warnings only")
+    from .job import add_parser as add_job_parser  # imports no Ray: `job` loads it when it runs
+
+    add_job_parser(sub)
     return parser
 
 
@@ -53,6 +56,10 @@ def _write_files(results, formats: list[str], folder: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "job":
+        from .job import main as job_main
+
+        return job_main(args)
     try:
         formats = _wanted_formats(args)
     except ValueError as exc:

@@ -1,0 +1,318 @@
+"""`python -m asr job`: the resumable Ray Data batch job, on a real local Ray cluster.
+
+One Ray instance (2 CPUs) serves the module; a job run without faults is the baseline the
+others are held to: `asr transcribe --json` on the same 20 files (bad ones included), a job
+whose actor dies mid-batch, and a job killed midway and run again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from audio_factory import write_audio
+from conftest import speechlike, tiny_settings
+
+from asr.job import list_inputs, result_from_record, settings_fingerprint
+from asr.job_store import JobBusy, JobStore, read_results
+from asr.settings import PROJECT_ROOT
+
+# Ray Data copies its context with every deprecated option read once: its noise, not ours.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+
+# Fields that measure time or the batch a file happened to ride in: they differ between runs.
+TIMING = {"decode_s", "features_s", "model_s", "processing_s", "rtf", "batch_size", "cache_hit"}
+JOB_ONLY = {"path", "sha256", "settings", "run"}
+FLAGS = ["--model", "random:tiny", "--device", "cpu", "--batch-size", "4", "--vad", "energy",
+         "--punctuation", "off", "--timestamps",
+         "--config", str(PROJECT_ROOT / "tests" / "empty_config.yaml")]
+
+
+def job_settings(**overrides):
+    return tiny_settings(**{"timestamps": True, **overrides})
+
+
+def comparable(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in TIMING | JOB_ONLY}
+
+
+def clean_env(**extra: str) -> dict:
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", str(PROJECT_ROOT)),
+           "SEACO_CPU_THREADS": "2", "RAY_USAGE_STATS_ENABLED": "0"}
+    if os.environ.get("RAY_AUTH_MODE"):  # a local ray.init turned token auth on: joiners need it
+        env["RAY_AUTH_MODE"] = os.environ["RAY_AUTH_MODE"]
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "asr", *args], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=300, env=clean_env(**env))
+
+
+def part_records(output: Path) -> list[dict]:
+    return [json.loads(line) for part in sorted((output / "parts").glob("*/part-*.jsonl"))
+            for line in part.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# ---- without Ray ---------------------------------------------------------------------------
+
+def test_base_app_never_imports_ray_and_job_says_what_is_missing(tmp_path):
+    """The app's modules import no Ray; without Ray the job command says how to get it, exit 2."""
+    script = ("import sys\n"
+              "import launch, webui, api, asr.engine, asr.cli\n"
+              "assert 'ray' not in sys.modules, 'the base app imported ray'\n"
+              "sys.modules['ray'] = None  # as if the distributed extra were not installed\n"
+              "from asr.cli import main\n"
+              f"sys.exit(main(['job', 'a.wav', '--output', {str(tmp_path / 'out')!r}]))\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          timeout=300, env=clean_env())
+    assert proc.returncode == 2, proc.stderr
+    assert "needs Ray" in proc.stderr and "pip install -e '.[distributed]'" in proc.stderr
+    assert "bash run.sh install distributed" in proc.stderr
+
+
+def test_job_usage_errors_exit_two(tmp_path):
+    assert run_cli("job", "a.wav").returncode == 2  # no --output
+    bad = run_cli("job", "a.wav", "--output", str(tmp_path), "--actors", "0")
+    assert bad.returncode == 2 and "--actors must be at least 1" in bad.stderr
+    fmt = run_cli("job", "a.wav", "--output", str(tmp_path), "--format", "docx")
+    assert fmt.returncode == 2 and "choose from txt" in fmt.stderr
+
+
+def test_inputs_from_files_folders_and_lists(tmp_path):
+    folder = tmp_path / "archive"
+    (folder / "day1").mkdir(parents=True)
+    for name in ("day1/a.wav", "day1/a.mp3", "b.flac", "notes.pdf"):
+        (folder / name).write_bytes(b"x")
+    listing = tmp_path / "more.txt"
+    listing.write_text(f"# a comment\n\narchive/b.flac\n{tmp_path / 'elsewhere.wav'}\nrel/c.wav\n",
+                       encoding="utf-8")
+    found = list_inputs([str(folder), str(listing), str(folder / "day1" / "a.wav"),
+                         str(tmp_path / "gone.m4a")])
+    assert found.paths == [str(folder / "b.flac"), str(folder / "day1" / "a.mp3"),
+                           str(folder / "day1" / "a.wav"), str(tmp_path / "elsewhere.wav"),
+                           str(tmp_path / "rel" / "c.wav"),
+                           str(tmp_path / "gone.m4a")]  # the pdf is no audio; duplicates once
+    assert found.labels == ["archive/b", "archive/day1/a", "archive/day1/a-2", "elsewhere", "rel/c", "gone"]
+
+
+def test_fingerprint_follows_the_settings_that_change_results():
+    base, covered = settings_fingerprint(job_settings(), [])
+    assert covered["model"] == "random:tiny" and "input.segment_s" in covered
+    assert settings_fingerprint(job_settings(batch_size=8, cpu_threads=1), [])[0] == base  # batching: same
+    for changed in ({"timestamps": False}, {"vad": "silero"}, {"precision": "int8"},
+                    {"input.segment_s": 30.0}, {"punctuation": "random:tiny"}):
+        assert settings_fingerprint(job_settings(**changed), [])[0] != base, changed
+    assert settings_fingerprint(job_settings(), ["达摩院"])[0] != base
+
+
+def test_store_assembles_one_record_per_input_and_locks(tmp_path):
+    """Duplicate parts (a batch written twice under another name) still give one line per input;
+    a record serves every input with the same bytes; this run's errors, not older ones, count."""
+    with JobStore(tmp_path, "fp") as store:
+        ok = {"file": "a.wav", "path": "/x/a.wav", "sha256": "s1", "settings": "fp", "error": None,
+              "text": "A", "duration_s": 2.0, "segments": []}
+        old_error = {"file": "b.wav", "path": "/x/b.wav", "sha256": "s2", "settings": "fp",
+                     "error": "old", "run": "r0", "segments": []}
+        new_error = dict(old_error, error="new", run="r1")
+        store.write_part([json.dumps(ok)], ["a"])
+        store.write_part([json.dumps(ok), json.dumps(old_error)], ["a", "b0"])
+        store.write_part([json.dumps(new_error)], ["b1"])
+        store.write_part([json.dumps(ok)], ["a"])  # the same identities: replaced, not added
+        assert len(store.part_files()) == 3
+        assert set(store.done()) == {"s1:fp"}
+        with pytest.raises(JobBusy), JobStore(tmp_path, "fp"):
+            pass
+        summary = store.assemble(["/x/a.wav", "/x/b.wav", "/y/copy-of-a.wav"],
+                                 {"/x/a.wav": "s1:fp", "/y/copy-of-a.wav": "s1:fp"}, "r1")
+    records = read_results(tmp_path)
+    assert [(r["path"], r["file"], r["error"]) for r in records] == [
+        ("/x/a.wav", "a.wav", None), ("/x/b.wav", "b.wav", "new"),
+        ("/y/copy-of-a.wav", "copy-of-a.wav", None)]
+    assert (summary.ok, summary.failed, summary.audio_s, summary.missing) == (2, 1, 4.0, [])
+    assert not list(tmp_path.glob(".*.scratch")) and not list((tmp_path / "parts" / "fp").glob(".*"))
+
+
+# ---- on a local Ray cluster ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ray_address():
+    """One local Ray instance for the module (its start costs seconds), shut down at the end."""
+    try:
+        import ray
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("Ray is not installed; `bash run.sh test` installs the distributed extra")
+        pytest.skip("Ray is not installed (pip install -e '.[distributed]')")
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED")}
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    context = ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    try:
+        yield context.address_info["gcs_address"]
+    finally:
+        ray.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def job_inputs(reference_wavs, clip_dir, tmp_path_factory) -> list[str]:
+    """20 inputs: real recordings, synthetic clips, five formats, and four bad ones (a truncated
+    m4a, an empty file, text named .mp3, a path that does not exist)."""
+    folder = tmp_path_factory.mktemp("job-inputs")
+    made = []
+    for i, ext in enumerate(("flac", "mp3", "m4a", "ogg", "webm")):
+        samples = speechlike(2.0 + i, seed=40 + i)
+        if ext == "m4a":
+            samples = np.stack([samples, samples * 0.5], axis=1)  # stereo
+        made.append(write_audio(folder / f"fmt{i}.{ext}", samples, 44100 if ext == "flac" else 16000))
+    whole = (folder / "fmt2.m4a").read_bytes()
+    (folder / "truncated.m4a").write_bytes(whole[: len(whole) // 3])
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "notes.mp3").write_text("not audio at all\n" * 20, encoding="utf-8")
+    bad = [folder / "truncated.m4a", folder / "empty.wav", folder / "notes.mp3", folder / "missing.wav"]
+    files = [*reference_wavs, *sorted(clip_dir.glob("*.wav")), *made, *bad]
+    assert len(files) == 20
+    return [str(p) for p in files]
+
+
+@pytest.fixture(scope="module")
+def baseline(ray_address, job_inputs, tmp_path_factory):
+    """The module's job run, with per-file formats, during which one actor dies: the fault seam
+    exits its process after it recognised a batch and before it returned it (Ray restarts the
+    actor and retries the batch). (summary, records, output folder, the seam's marker)."""
+    from asr.job import run_job
+
+    output = tmp_path_factory.mktemp("job-baseline")
+    marker = output.parent / f"{output.name}-died"
+    summary = run_job(job_inputs, output, job_settings(), formats=("txt", "srt"), threads_per_actor=1,
+                      files_per_call=3, quiet=True, fault=f"exit-once:{marker}")
+    return summary, read_results(output), output, marker
+
+
+@pytest.mark.ray
+def test_job_records_equal_transcribe_json(baseline, job_inputs):
+    summary, records, output, _ = baseline
+    counts = (summary.inputs, summary.recognised, summary.skipped, summary.ok, summary.failed)
+    assert counts == (20, 20, 0, 16, 4)
+    assert summary.actors == 2 and summary.recognised_audio_s > 60
+    assert [r["path"] for r in records] == job_inputs
+    proc = run_cli("transcribe", *job_inputs, *FLAGS, "--json", "--quiet")
+    assert proc.returncode == 1, proc.stderr  # the bad files fail there too
+    expected = json.loads(proc.stdout)
+    for got, want in zip(records, expected, strict=True):
+        assert comparable(got) == comparable(want), want["file"]
+        assert set(got) == set(want) | JOB_ONLY
+    assert all(r["segments"] and r["segments"][0]["words"] for r in records if r["error"] is None)
+    errors = {r["file"]: r["error"] for r in records if r["error"]}
+    assert set(errors) == {"truncated.m4a", "empty.wav", "notes.mp3", "missing.wav"}
+    assert "empty" in errors["empty.wav"] and "not found" in errors["missing.wav"]
+    assert len(part_records(output)) == 20  # the store too holds each input once
+    # Per-file formats: one of each per successful input, none for a failed one.
+    transcripts = output / "transcripts"
+    first = records[0]
+    stem = Path(first["file"]).stem
+    assert (transcripts / f"{stem}.txt").read_text(encoding="utf-8") == first["text"] + "\n"
+    assert "-->" in (transcripts / f"{stem}.srt").read_text(encoding="utf-8")
+    assert len(list(transcripts.glob("*.srt"))) == 16 and not list(transcripts.glob("empty.*"))
+    assert result_from_record(first).to_dict()["segments"] == first["segments"]
+    summary_file = json.loads((output / "summary.json").read_text(encoding="utf-8"))
+    assert summary_file["ok"] == 16 and summary_file["audio_hours"] > 0
+
+
+@pytest.mark.ray
+def test_an_actor_that_dies_mid_batch_loses_and_doubles_nothing(baseline, job_inputs):
+    """The baseline run lost an actor mid-batch (above, its records equal transcribe's): every
+    input was still recognised once, and the store holds no second record of any."""
+    summary, records, output, marker = baseline
+    assert marker.exists()  # an actor process really exited
+    assert (summary.recognised, summary.ok, summary.failed, summary.missing) == (20, 16, 4, [])
+    assert sorted(r["path"] for r in records) == sorted(job_inputs)
+    assert sorted(r["path"] for r in part_records(output)) == sorted(job_inputs)
+
+
+def test_read_stage_keys_on_bytes_and_skips_what_is_done(reference_wavs, tmp_path):
+    """A read task (called directly): the key is the bytes' hash with the settings; a done key
+    is skipped without decoding, changed bytes are not done, a bad file is an error row."""
+    from asr.job import read_batch
+    from asr.job_store import content_hash
+
+    changed = tmp_path / "changed.wav"
+    samples, rate = soundfile.read(reference_wavs[0])
+    soundfile.write(changed, samples * 0.5, rate)
+    paths = [str(reference_wavs[0]), str(changed), str(tmp_path / "missing.wav")]
+    done = frozenset({f"{content_hash(reference_wavs[0].read_bytes())}:fp"})
+    out = read_batch({"path": np.array(paths, dtype=object), "index": np.arange(3)}, done, "fp")
+    assert list(out["skip"]) == [True, False, False]
+    assert out["sha256"][1] == content_hash(changed.read_bytes()) and out["error"][1] == ""
+    assert len(out["samples"][0]) == 0 and len(out["samples"][1]) == 4 * len(samples)
+    assert out["error"][2].startswith("file not found")
+
+
+@pytest.mark.ray
+def test_an_engine_that_cannot_start_is_a_usage_error(ray_address, reference_wavs, tmp_path):
+    """A model that will not load stops the job with its reason (exit 2), as in transcribe; so
+    does device cuda on a cluster without a GPU, before any actor starts."""
+    from asr.job import JobSetupError, run_job
+
+    proc = run_cli("job", str(reference_wavs[0]), "--output", str(tmp_path / "a"), *FLAGS,
+                   "--model", str(tmp_path / "no-model"), "--address", ray_address, "--quiet")
+    assert proc.returncode == 2
+    assert "could not start their engine: ModelLoadError" in proc.stderr and "no-model" in proc.stderr
+    with pytest.raises(JobSetupError, match="no GPU"):
+        run_job([str(reference_wavs[0])], tmp_path / "b", job_settings(device="cuda"), quiet=True)
+
+
+@pytest.mark.ray
+def test_a_killed_job_resumes_without_redoing_or_doubling(ray_address, baseline, job_inputs, tmp_path):
+    """The command killed (SIGKILL) midway, then run again: what was written is skipped, the
+    rest recognised, every input once. A changed setting redoes everything."""
+    output = tmp_path / "out"
+    command = [sys.executable, "-m", "asr", "job", *job_inputs, "--output", str(output), *FLAGS,
+               "--address", ray_address, "--threads-per-actor", "1", "--files-per-call", "2", "--quiet"]
+    proc = subprocess.Popen(command, cwd=PROJECT_ROOT, env=clean_env(ASR_JOB_FAULT="delay:3"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 180
+    try:
+        while not list((output / "parts").glob("*/part-*.jsonl")) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+    written = part_records(output)
+    assert 1 <= len(written) < 20 and not (output / "results.jsonl").exists()
+    done_before = {r["path"] for r in written if r["error"] is None}
+
+    again = run_cli("job", *job_inputs, "--output", str(output), *FLAGS, "--address", ray_address,
+                    "--threads-per-actor", "1", "--files-per-call", "4", "--quiet")
+    assert again.returncode == 1, again.stderr  # the four bad inputs
+    summary = json.loads((output / "summary.json").read_text(encoding="utf-8"))
+    assert summary["skipped"] == len(done_before) and summary["recognised"] == 20 - len(done_before)
+    records = read_results(output)
+    assert [comparable(r) for r in records] == [comparable(r) for r in baseline[1]]
+    assert len({r["path"] for r in part_records(output)}) == 20
+    assert {r["path"] for r in part_records(output) if r["error"] is None} == {
+        r["path"] for r in records if r["error"] is None}  # nothing done twice
+
+    from asr.job import run_job
+
+    # A setting that changes results: nothing done under the old settings is reused.
+    subset = job_inputs[:3] + job_inputs[-1:]
+    redone = run_job(subset, output, job_settings(timestamps=False), threads_per_actor=1, quiet=True)
+    assert (redone.skipped, redone.recognised, redone.ok) == (0, 4, 3)
+    assert [r["path"] for r in read_results(output)] == subset
