@@ -468,7 +468,9 @@ def run_job(inputs: Sequence[str | Path], output: str | Path, settings: Settings
         started_ray = False
         if not ray.is_initialized():
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no phoning home from a job
-            ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
+            # No address means a cluster of our own ("local"), never whatever /tmp/ray's
+            # ray_current_cluster points at (a stale file there would make ray.init join or fail).
+            ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING,
                      log_to_driver=not quiet)
             started_ray = True
         summary.startup_s = time.perf_counter() - started

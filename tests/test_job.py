@@ -156,7 +156,7 @@ def ray_address():
         pytest.skip("Ray is not installed (pip install -e '.[distributed]')")
     saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED")}
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    context = ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    context = ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     try:
         yield context.address_info["gcs_address"]
     finally:

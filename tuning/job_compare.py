@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     load_s = time.perf_counter() - started
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     started = time.perf_counter()
-    ray.init(num_cpus=cores, include_dashboard=False, logging_level=logging.WARNING)
+    ray.init(address="local", num_cpus=cores, include_dashboard=False, logging_level=logging.WARNING)
     ray_start_s = time.perf_counter() - started
     modes = ["transcribe"] + (["transcribe-preload"] if args.preload else []) + [
         f"job {layout}" for layout in layouts]
