@@ -101,16 +101,17 @@ def render(result: Result, fmt: str) -> str:
 def file_names(results: Sequence[Result]) -> list[str]:
     """A distinct stem per input (a.wav and a.mp3 must not overwrite each other's a.srt)."""
     used: set[str] = set()
-    stems = []
-    for r in results:
-        stem = PurePath(r.file).stem or "audio"
-        name, number = stem, 2
-        while name in used:
-            name = f"{stem}-{number}"
-            number += 1
-        used.add(name)
-        stems.append(name)
-    return stems
+    return [unique_name(PurePath(r.file).stem or "audio", used) for r in results]
+
+
+def unique_name(stem: str, used: set[str]) -> str:
+    """`stem`, or `stem-2`, `stem-3`... if taken; the name returned is added to `used`."""
+    name, number = stem, 2
+    while name in used:
+        name = f"{stem}-{number}"
+        number += 1
+    used.add(name)
+    return name
 
 
 # ---- a batch -------------------------------------------------------------------------------------

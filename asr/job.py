@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .console import add_engine_flags, engine_overrides, settings_for_command
-from .export import parse_formats, render
+from .export import parse_formats, render, unique_name
 from .job_store import RECORD_VERSION, Assembly, JobBusy, JobStore, content_hash
 from .results import Result, Segment, Word
 from .settings import Settings
@@ -206,13 +206,8 @@ def list_inputs(specs: Sequence[str | Path]) -> Inputs:
         seen.add(absolute)
         stem = str(Path(label).with_suffix("")) if Path(label).suffix else label
         stem = stem.lstrip("/").replace("..", "_") or "audio"
-        name, number = stem, 2
-        while name in used:
-            name = f"{stem}-{number}"
-            number += 1
-        used.add(name)
         paths.append(absolute)
-        labels.append(name)
+        labels.append(unique_name(stem, used))
     return Inputs(paths, labels)
 
 

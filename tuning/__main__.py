@@ -95,24 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelLoadError, WizardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    data = report.to_dict()
-    if args.json == "-":
-        print(json.dumps(data, ensure_ascii=False, indent=2))
-    else:
-        print(f"device: {report.device}")
-        print(f"peak memory: {report.memory_source}")
-        print(f"feature cache: {report.cache_policy}")
-        print()
-        print(report.format_table())
-        print()
-        for note in report.notes:
-            print(f"note: {note}")
-        print(f"recommended batch size: {report.recommended}")
-        print(f"why: {report.reason}")
-        if args.json:
-            Path(args.json).write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n",
-                                       encoding="utf-8")
-            print(f"report written to {args.json}")
+    _report(args.json, report.to_dict(), [
+        f"device: {report.device}", f"peak memory: {report.memory_source}",
+        f"feature cache: {report.cache_policy}", "", report.format_table(), "",
+        *(f"note: {note}" for note in report.notes),
+        f"recommended batch size: {report.recommended}", f"why: {report.reason}"])
     if args.save:
         try:
             saved = write_batch_size(settings.config_path, report.recommended)
@@ -121,6 +108,17 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"saved batch_size: {report.recommended} to {saved.path}", file=sys.stderr)
     return 0
+
+
+def _report(json_out: str | None, data: dict, lines: list[str]) -> None:
+    """The report as JSON on stdout (`--json -`), else as text, also saved as JSON to a file."""
+    if json_out == "-":
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    print("\n".join(lines))
+    if json_out:
+        Path(json_out).write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        print(f"report written to {json_out}")
 
 
 def _precision(args: argparse.Namespace, settings) -> int:
@@ -141,17 +139,9 @@ def _precision(args: argparse.Namespace, settings) -> int:
         except (ModelLoadError, PrecisionCheckError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        data = report.to_dict()
-        if args.json == "-":
-            print(json.dumps(data, ensure_ascii=False, indent=2))
-        else:
-            print(aligned_table(report.columns(), report.table()))
-            for note in report.notes:
-                print(f"note: {note}")
-            print(report.summary())
-            if args.json:
-                Path(args.json).write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n",
-                                           encoding="utf-8")
+        _report(args.json, report.to_dict(), [
+            aligned_table(report.columns(), report.table()), *(f"note: {note}" for note in report.notes),
+            report.summary()])
     if args.save_precision:
         try:
             saved = write_setting(settings.config_path, "precision", args.save_precision)
