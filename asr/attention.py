@@ -21,10 +21,30 @@ scaling of q by d_k ** -0.5 before the product, and the output projection `linea
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import types
 
 import torch
 import torch.nn.functional as F
+
+ATTENTION_MODES = ("auto", "fused", "funasr")
+# The `attention` setting of the engine whose call runs in this thread: layers are shared by every
+# engine on one model, so the choice travels with the call, not with the layer.
+_mode: contextvars.ContextVar[str] = contextvars.ContextVar("seaco_attention", default="auto")
+
+
+@contextlib.contextmanager
+def attention_mode(mode: str):
+    """Within the block, patched layers attend by `mode`: `fused` always, `funasr` never, `auto`
+    as the patch was made (`only_reduced`)."""
+    if mode not in ATTENTION_MODES:
+        raise ValueError(f"attention must be one of {', '.join(ATTENTION_MODES)}, not {mode!r}")
+    token = _mode.set(mode)
+    try:
+        yield
+    finally:
+        _mode.reset(token)
 
 
 def use_fused_attention(encoder: torch.nn.Module, only_reduced: bool = False) -> int:
@@ -92,8 +112,10 @@ def _fused_forward(self, x: torch.Tensor, mask: torch.Tensor | None, mask_shfit_
                    mask_att_chunk_encoder=None) -> torch.Tensor:
     """FunASR's `MultiHeadedAttentionSANM.forward` (same arguments, FunASR's spelling
     included) with the score / softmax / weighted-sum steps done by one fused call."""
+    mode = _mode.get()
     exact_here = x.device.type != "cuda" and not torch.is_autocast_enabled(x.device.type)
-    if (self.training and self.dropout.p > 0.0) or (self._fused_only_reduced and exact_here):
+    funasr = mode == "funasr" or (mode == "auto" and self._fused_only_reduced and exact_here)
+    if (self.training and self.dropout.p > 0.0) or funasr:
         return type(self).forward(self, x, mask, mask_shfit_chunk, mask_att_chunk_encoder)
     q_h, k_h, v_h, v = self.forward_qkv(x)
     fsmn_memory = self.forward_fsmn(v, mask, mask_shfit_chunk)

@@ -100,6 +100,7 @@ class Engine:
         self.recognizer = Recognizer(
             model, self.loaded.tokenizer, self.loaded.frontend, self.loaded.device,
             precision=self.precision, simulate_oom_frames=settings.simulate_oom_frames,
+            attention=settings.attention,
             # Auto: side by side. Batches now mix requests of any length, and on a CPU padding
             # costs as much as speech: with 8 clients at once `python -m tuning.load` measured
             # 1.09x the throughput of one client in a row side by side, 0.88x padded. int8
@@ -281,8 +282,10 @@ class Engine:
         (`python -m asr.memory_model --model ... --precision ... --save`). A failure here costs
         the prediction, never the start: the out-of-memory back-off stays the safety net."""
         try:
+            attention = self.settings.attention
             path = cache_path(self.settings.resolve_path(self.settings.cache_dir) / "memory",
-                              self.loaded.directory, self.loaded.device, self.precision)
+                              self.loaded.directory, self.loaded.device, self.precision,
+                              variant="" if attention == "auto" else attention)
             if self.loaded.device.type != "cuda" and not path.is_file():
                 return None
             longest = int(self.settings.input.segment_s * self.features.frames_per_second)

@@ -341,13 +341,10 @@ def padded_twin(recognizer):
     profiler sees only its own thread. Shares every weight; builds nothing new."""
     from .recognizer import Recognizer
 
-    if hasattr(recognizer, "precision"):
-        numbers = {"precision": recognizer.precision}
-    else:  # a recognizer from before the `precision` setting
-        numbers = {"fp16": getattr(recognizer, "fp16", False)}
     return Recognizer(recognizer.model, recognizer.tokenizer, recognizer.frontend, recognizer.device,
-                      threads=recognizer.threads, lanes=1,
-                      simulate_oom_frames=getattr(recognizer, "simulate_oom_frames", 0), **numbers)
+                      precision=getattr(recognizer, "precision", "fp32"), threads=recognizer.threads, lanes=1,
+                      simulate_oom_frames=getattr(recognizer, "simulate_oom_frames", 0),
+                      attention=getattr(recognizer, "attention", "auto"))
 
 
 def synthetic_features(recognizer, batch: int, frames: int, seed: int = 0,

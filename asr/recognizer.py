@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, fields
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from .attention import fused_attention_enabled, use_fused_attention
+from .attention import attention_mode, fused_attention_enabled, use_fused_attention
 from .model import import_funasr
 from .precision import REDUCED, autocast, full_precision, keep_fp32_outputs
 from .threads import set_thread_count
@@ -89,7 +89,8 @@ class Recognizer:
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer, frontend, device: torch.device,
-                 precision: str = "fp32", simulate_oom_frames: int = 0, threads: int = 1, lanes: int = 1):
+                 precision: str = "fp32", simulate_oom_frames: int = 0, threads: int = 1, lanes: int = 1,
+                 attention: str = "auto"):
         self.tokenizer = tokenizer
         self.frontend = frontend
         self.device = device
@@ -103,6 +104,7 @@ class Recognizer:
         # Fused attention (memory linear in length) on CUDA and under bf16/fp16; an fp32 call on a
         # CPU keeps FunASR's bit-exact path. Decided per call, so engines share one model.
         use_fused_attention(model.encoder, only_reduced=True)
+        self.attention = attention  # auto: fused on CUDA and under bf16/fp16; fused / funasr: always
         self.fused_layers = sum(map(fused_attention_enabled, model.encoder.modules()))
 
     def set_precision(self, precision: str, model: torch.nn.Module) -> None:
@@ -239,7 +241,7 @@ class Recognizer:
         timings = timings or BatchTimings()
         clock = clock or _Clock(self._sync)
         model = self.model
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self._autocast(), attention_mode(self.attention):
             lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.int32)
             speech = pad_sequence(feats, batch_first=True).to(self.device, non_blocking=True)
             encoder_out, encoder_lens = model.encode(speech, lengths.to(self.device))

@@ -126,6 +126,7 @@ class Settings:
     device: str = field(default="auto", metadata=_choice("auto", "cuda", "cpu"))
     batch_size: int = field(default=4, metadata={"min": 1, "max": 512})
     precision: str = field(default="fp32", metadata=_choice("fp32", "bf16", "fp16", "int8"))
+    attention: str = field(default="auto", metadata=_choice("auto", "fused", "funasr"))
     # Deprecated switches, read as `precision` (see DEPRECATED_PRECISION_KEYS); always False here.
     fp16: bool = field(default=False, metadata={"deprecated": True})
     int8: bool = field(default=False, metadata={"deprecated": True})

@@ -1,5 +1,5 @@
 """Step `bench`: `python -m tuning.bench` on the device: FunASR file by file (A) and batched (B)
-against this engine (C) at fp32, and C in fp16 (CF) and bf16 (CB) where the bench has those
+against this engine (C) at fp32, and C in fp16 (CH) and bf16 (CB) where the bench has those
 variants (else extra runs of C with --precision, or --fp16 on a build from before `precision`).
 
 Each bench's full report lands in OUT/bench/; the step keeps the figures that matter per variant.
@@ -28,7 +28,7 @@ def _capabilities() -> dict:
 
 def _runs(plan: dict, caps: dict, notes: list[str]) -> list[tuple[str, list[str], list[str]]]:
     """(label, variants, extra arguments) for each bench invocation."""
-    wanted = {"fp16": "CF", "bf16": "CB"}
+    wanted = {"fp16": "CH", "bf16": "CB"}
     variants = list(plan["bench"]["variants"])
     runs = []
     separate = []

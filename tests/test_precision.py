@@ -151,3 +151,19 @@ def _samples(path):
     from asr import audio as audio_io
 
     return audio_io.decode_bytes(audio_io.read_file(path), path.name).samples
+
+
+def test_the_attention_setting_chooses_the_kernel_per_engine_on_one_shared_model(engine, reference_wavs):
+    """`attention: fused` runs the fused kernel in fp32 too (the long-file memory saver), with the
+    same tokens on real speech; `funasr` keeps FunASR's path even under bf16; engines sharing
+    one model each keep their own choice."""
+    fused = Engine(tiny_settings(attention="fused"), loaded=engine.loaded)
+    feats = [fused.features(_samples(path)) for path in reference_wavs]
+    assert _fused_kernel_ran(fused.recognizer, feats[:2])
+    assert not _fused_kernel_ran(engine.recognizer, feats[:2])
+    assert ([r.token_ids for r in fused.transcribe(reference_wavs, batch_size=3)]
+            == [r.token_ids for r in engine.transcribe(reference_wavs, batch_size=1)])
+    if CPU_BF16:
+        exact = Engine(tiny_settings(attention="funasr", precision="bf16"), loaded=engine.loaded)
+        assert not _fused_kernel_ran(exact.recognizer, feats[:2])
+        assert _fused_kernel_ran(engine.with_precision("bf16").recognizer, feats[:2])

@@ -11,7 +11,9 @@ shared machine hits all of them alike):
   CW  this engine at the batch size the tuning wizard recommends for these files
   C8  this engine with the opt-in int8 CPU mode (`precision: int8`); its token agreement with C is shown
   CB  this engine in bf16 (`precision: bf16`: CPUs with AVX-512 BF16 or AMX, Ampere+ GPUs); agreement with C
-  CF  this engine in fp16 (`precision: fp16`, CUDA only); agreement with C
+  CA  this engine with fused attention (`attention: fused`) where C would use FunASR's (fp32 on a
+      CPU): its peak memory against C's on long files; agreement with C
+  CH  this engine in fp16 (`precision: fp16`, CUDA only); agreement with C
   CM  this engine with torch's own CPU kernels for its linear layers (`cpu_gemm: torch`), to show
       what the oneDNN kernels of the default (`cpu_gemm: onednn`) are worth on this CPU
   CL  this engine with a CPU batch padded into one model call (`cpu_lanes: 1`, as on a GPU) instead
@@ -51,7 +53,7 @@ from .bench_clips import describe, ensure_clips, prepare_real_files
 
 log = logging.getLogger("tuning.bench")
 
-VARIANTS = ("A", "AN", "B", "O", "O8", "C", "CW", "C8", "CB", "CF", "CM", "CL", "AT", "ATN", "CT")
+VARIANTS = ("A", "AN", "B", "O", "O8", "C", "CW", "C8", "CB", "CH", "CA", "CM", "CL", "AT", "ATN", "CT")
 FUNASR_DEFAULT_NCPU = 4
 IDLE_CORES = 0.5  # --wait-idle: other processes' CPU use (in cores) under which a run may start
 DEFAULT_B_SIZES = {"cpu": [2, 4, 8], "cuda": [8, 16, 32]}
@@ -133,7 +135,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx-threads", type=_positive,
                    help="funasr_onnx intra-op threads (default: its own default, 4)")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16", "int8"), default="fp32",
-                   help="precision of C, CW and CT (default fp32; CB, CF and C8 pick their own)")
+                   help="precision of C, CW and CT (default fp32; CB, CH and C8 pick their own)")
     p.add_argument("--fp16", action="store_true", help="deprecated: --precision fp16")
     p.add_argument("--config", help="config.yaml for C's default settings (default: the project's)")
     p.add_argument("--timeout", type=_positive, default=3600, help="seconds allowed per run (default 3600)")
@@ -288,7 +290,9 @@ class Bench:
             specs.append(RunSpec("CW", "C", batch_size=self.wizard["recommended"]))
         if "C8" in chosen and self.device == "cpu":  # the engine refuses int8 on CUDA
             specs.append(RunSpec("C8", "C", quantize=True))
-        for label, precision in (("CB", "bf16"), ("CF", "fp16")):
+        if "CA" in chosen:
+            specs.append(RunSpec("CA", "C", settings={"attention": "fused"}))
+        for label, precision in (("CB", "bf16"), ("CH", "fp16")):
             if label in chosen:
                 reason = self._precision_unavailable(precision)
                 if reason:
@@ -427,10 +431,10 @@ class Bench:
                     variants[name] = {"status": "unavailable", "reason": self.onnx_reason}
                 else:
                     variants[name] = bench_report.summarize_runs(self.raw[name], self.audio_s)
-        for name in ("CB", "CF"):
+        for name in ("CB", "CH"):
             if name in self.skipped:
                 variants[name] = {"status": "skipped", "reason": self.skipped[name]}
-        for name in ("C", "C8", "CB", "CF", "CM", "CL"):
+        for name in ("C", "C8", "CB", "CH", "CA", "CM", "CL"):
             if name in self.raw:
                 variants[name] = bench_report.summarize_runs(self.raw[name], self.audio_s)
         if "CW" in self.args.variants:
@@ -469,7 +473,7 @@ class Bench:
             "targets": bench_report.targets(variants, self.device),
             "tokens": tokens,
             "texts": bench_report.compare_texts(variants, names),
-            "profile": {n: p for n in ("C", "CW", "C8", "CB", "CF", "CM", "CL", "CT") if n in variants
+            "profile": {n: p for n in ("C", "CW", "C8", "CB", "CH", "CA", "CM", "CL", "CT") if n in variants
                         and (p := bench_report.profile(variants[n])) is not None},
             "notes": self.notes + bench_report.contention_notes(self.raw, IDLE_CORES),
             "run_dir": str(self.run_dir),

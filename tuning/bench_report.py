@@ -27,17 +27,18 @@ DESCRIPTIONS = {
     "CW": "this engine, wizard's batch size ({size})",
     "C8": "this engine, opt-in int8 on CPU (batch {size})",
     "CB": "this engine in bf16 (batch {size})",
-    "CF": "this engine in fp16 (batch {size})",
+    "CH": "this engine in fp16 (batch {size})",
+    "CA": "this engine, fused attention (batch {size})",
     "CM": "this engine, torch's own CPU linears (batch {size})",
     "CL": "this engine, padded CPU batches (batch {size})",
     "AT": "FunASR AutoModel + fsmn-vad + punc + sentence times (ncpu {ncpu})",
     "ATN": "FunASR AutoModel + fsmn-vad + punc + sentence times, ncpu {ncpu}",
     "CT": "this engine + silero VAD + punc + timestamps (batch {size})",
 }
-ORDER = ("A", "AN", "B", "O", "O8", "C", "CW", "C8", "CB", "CF", "CM", "CL", "AT", "ATN", "CT")
+ORDER = ("A", "AN", "B", "O", "O8", "C", "CW", "C8", "CB", "CH", "CA", "CM", "CL", "AT", "ATN", "CT")
 # (variant, reference): token comparisons reported per file when both ran.
 COMPARISONS = (("C", "A"), ("C", "O"), ("C", "O8"), ("CW", "A"), ("B", "A"), ("O", "A"), ("O8", "O"),
-               ("C8", "C"), ("CB", "C"), ("CF", "C"),
+               ("C8", "C"), ("CB", "C"), ("CH", "C"), ("CA", "C"),
                ("CM", "A"), ("C", "CM"), ("CL", "A"), ("C", "CL"), ("AN", "A"))
 # (variant, reference): text comparisons (punctuation and spaces removed). CT and AT cut the audio
 # with different VADs, so their tokens cannot line up one to one. C vs A calibrates the measure
@@ -45,7 +46,7 @@ COMPARISONS = (("C", "A"), ("C", "O"), ("C", "O8"), ("CW", "A"), ("B", "A"), ("O
 # changed, and C vs AT the two runtimes with only FunASR's fsmn cuts between them: where CT vs C
 # reads like CT vs AT and C vs AT near 100%, the VAD's cuts explain the difference, not the runtime.
 TEXT_COMPARISONS = (("CT", "AT"), ("CT", "ATN"), ("ATN", "AT"), ("CT", "C"), ("C", "AT"), ("C", "A"))
-RATIO_SUBJECTS = ("C", "CW", "C8", "CB", "CF", "CM", "CL")
+RATIO_SUBJECTS = ("C", "CW", "C8", "CB", "CH", "CA", "CM", "CL")
 RATIO_REFERENCES = ("A", "AN", "B", "O", "O8", "C", "CM", "CL")
 EXTRA_RATIOS = (("CT", "AT"), ("CT", "ATN"), ("CT", "C"), ("AN", "A"), ("ATN", "AT"))
 # FunASR's default-settings variant -> its ncpu = cores twin; the faster of the two is the peer.
