@@ -25,6 +25,7 @@ import torch
 from . import audio as audio_io
 from .batcher import Batcher, Cancelled, Outcome, Ticket, Unit
 from .cache import CachedFeatures, FeatureCache, cache_key
+from .cpu import CpuFeatures, default_linear_kernels, detect_cpu
 from .features import FeatureExtractor
 from .folders import read_confined
 from .gpu import release_cached_memory
@@ -79,18 +80,22 @@ class Engine:
     """Loaded once per process; thread-safe. Model calls are serialised (one GPU job at a time)."""
 
     def __init__(self, settings: Settings, loaded: LoadedModel | None = None,
-                 punctuator: Punctuator | None = None):
-        """`loaded` and `punctuator` share models another Engine already loaded (tests, tools)."""
+                 punctuator: Punctuator | None = None, cpu: CpuFeatures | None = None):
+        """`loaded` and `punctuator` share models another Engine already loaded (tests, tools).
+        `cpu`: the CPU every hardware decision is made for (default: this machine's)."""
         self.settings = settings
+        self.cpu = cpu or detect_cpu()
         cache_dir = settings.resolve_path(settings.cache_dir)
         # Before the weights load: a precision this machine lacks stops the start with the reason.
         self.precision = settings.precision
-        check_precision(self.precision, loaded.device if loaded else resolve_device(settings.device))
+        check_precision(self.precision, loaded.device if loaded else resolve_device(settings.device),
+                        self.cpu)
+        gemm = (default_linear_kernels(self.cpu) if settings.cpu_gemm == "auto" else settings.cpu_gemm)
         self.loaded = loaded or load_model(settings.model, settings.device, cache_dir,
-                                           settings.cpu_threads, settings.cpu_gemm)
-        if loaded is not None and loaded.device.type == "cpu" and loaded.cpu_gemm != settings.cpu_gemm:
+                                           settings.cpu_threads, gemm)
+        if loaded is not None and loaded.device.type == "cpu" and loaded.cpu_gemm != gemm:
             log.warning("cpu_gemm=%s, but the shared model was loaded with %s kernels; it keeps them",
-                        settings.cpu_gemm, loaded.cpu_gemm)
+                        gemm, loaded.cpu_gemm)
         self.features = FeatureExtractor(self.loaded.frontend)
         model = self.loaded.model
         if self.precision == "int8":
@@ -314,7 +319,7 @@ class Engine:
             if variant is None:
                 settings = copy.deepcopy(self.settings)
                 settings.precision = precision
-                variant = Engine(settings, loaded=self.loaded, punctuator=self.punctuator)
+                variant = Engine(settings, loaded=self.loaded, punctuator=self.punctuator, cpu=self.cpu)
                 variant.default_batch_size = self.default_batch_size
                 self._variants[precision] = variant
         return variant
@@ -323,7 +328,7 @@ class Engine:
         """Compute in `precision` from the next batch on (the Tuning tab's apply). Refused, with
         the reason, where the hardware lacks it; no batch ever mixes two precisions."""
         coerce("precision", precision, "the new precision")
-        check_precision(precision, self.loaded.device)
+        check_precision(precision, self.loaded.device, self.cpu)
         if precision == self.precision:
             return
         model = quantize_int8(self.loaded.model) if precision == "int8" else self.loaded.model

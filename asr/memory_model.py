@@ -72,6 +72,8 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from .cpu import detect_cpu
+
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
@@ -442,12 +444,7 @@ def device_label(device: torch.device) -> str:
 
 
 def _cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    return "CPU"
+    return detect_cpu().model or "CPU"
 
 
 def cache_path(directory: str | Path, model_dir: str | Path, device: torch.device | str, precision: str,

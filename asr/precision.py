@@ -10,11 +10,10 @@ and memory figures for a mode they did not get.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
+from .cpu import CpuFeatures, detect_cpu
 from .model import ModelLoadError
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
@@ -27,47 +26,11 @@ class PrecisionUnavailable(ModelLoadError, ValueError):
     ModelLoadError, so every entry point stops at start with it as with a missing model."""
 
 
-@dataclass(frozen=True)
-class CpuMatrixFeatures:
-    """The CPU's instruction sets that decide how fast matrices multiply in each precision."""
+def check_precision(precision: str, device: torch.device, cpu: CpuFeatures | None = None) -> None:
+    """Raise PrecisionUnavailable, naming what is missing, when `device` cannot run `precision`.
 
-    avx512: bool
-    avx512_bf16: bool
-    amx: bool  # Intel AMX tiles with bf16 (Sapphire Rapids and newer)
-
-    @property
-    def bf16(self) -> bool:
-        return self.avx512_bf16 or self.amx
-
-    def describe(self) -> str:
-        names = [name for name, present in (("AVX-512", self.avx512), ("AVX-512 BF16", self.avx512_bf16),
-                                             ("AMX", self.amx)) if present]
-        return ", ".join(names) if names else "none of AVX-512, AVX-512 BF16, AMX"
-
-
-def cpu_matrix_features(cpuinfo: str | None = None) -> CpuMatrixFeatures:
-    """From the kernel's CPU flags (/proc/cpuinfo), or from `cpuinfo` text given instead.
-
-    Flags rather than the model name: the same "AMD EPYC" or "Intel Xeon" label covers CPUs with
-    and without bf16 instructions, and a VM may hide some of them.
-    """
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            cpuinfo = ""
-    flags: set[str] = set()
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.partition(":")[2].split())
-            break
-    return CpuMatrixFeatures(avx512="avx512f" in flags, avx512_bf16="avx512_bf16" in flags,
-                             amx="amx_bf16" in flags and "amx_tile" in flags)
-
-
-def check_precision(precision: str, device: torch.device,
-                    cpu: CpuMatrixFeatures | None = None) -> None:
-    """Raise PrecisionUnavailable, naming what is missing, when `device` cannot run `precision`."""
+    On a CPU the answer comes from `cpu` (default: this machine's) alone, so a test can ask it
+    about any CPU; what torch itself contributes is whether its build has oneDNN at all."""
     if precision not in PRECISIONS:
         raise PrecisionUnavailable(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if device.type == "cpu":
@@ -76,14 +39,14 @@ def check_precision(precision: str, device: torch.device,
                 "fp16 runs on CUDA only, and this model runs on the CPU; use bf16 (on a CPU with "
                 "AVX-512 BF16 or AMX) or int8 for a faster CPU mode")
         if precision == "bf16":
-            cpu = cpu or cpu_matrix_features()
+            cpu = cpu or detect_cpu()
             if not cpu.bf16:
                 raise PrecisionUnavailable(
                     f"bf16 needs AVX-512 BF16 or AMX; this CPU has neither (it has: {cpu.describe()}); "
                     "use fp32 or int8")
-            if not torch.backends.mkldnn.is_available() or not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-                raise PrecisionUnavailable("bf16 needs torch's oneDNN bf16 kernels, which this torch build "
-                                           "lacks; use fp32 or int8")
+            if not torch.backends.mkldnn.is_available():
+                raise PrecisionUnavailable("bf16 on a CPU runs on oneDNN, and this torch build has no "
+                                           "oneDNN; use fp32 or int8")
         return
     if precision == "int8":
         raise PrecisionUnavailable("int8 is a CPU mode (torch's dynamic int8 kernels run on the CPU); "

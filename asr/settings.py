@@ -133,7 +133,7 @@ class Settings:
     padding_limit_pct: float = field(default=10.0, metadata={"min": 0.0, "max": 1000.0})
     cpu_threads: int = field(default=0, metadata=_at_least(0))
     cpu_lanes: int = field(default=0, metadata=_at_least(0))
-    cpu_gemm: str = field(default="onednn", metadata=_choice("onednn", "torch"))
+    cpu_gemm: str = field(default="auto", metadata=_choice("auto", "onednn", "torch"))
     preload_audio: bool = False
     vad: str = field(default="silero", metadata=_choice("silero", "fsmn", "energy", "off"))
     vad_model: str = DEFAULT_VAD_MODEL

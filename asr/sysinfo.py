@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .cpu import CpuFeatures
 from .gpu import GpuMemory, gpu_memory, process_rss_mb, release_cached_memory
 from .model import default_cpu_threads
-from .precision import cpu_matrix_features
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -49,7 +49,7 @@ class SystemInfo:
     process_rss_mb: float
     cpu_gemm: str = "torch"  # what runs the linear layers on a CPU
     cpu_lanes: int = 1  # files a CPU batch runs side by side (1: padded batches)
-    cpu_matrix: str = ""  # the CPU's matrix instruction sets (AVX-512, AVX-512 BF16, AMX)
+    cpu: CpuFeatures = field(default_factory=CpuFeatures)  # name, vendor, matrix instruction sets
     feature_cache: dict[str, Any] = field(default_factory=dict)
     preload_audio: bool = False
     preload_workers: int = 0
@@ -61,7 +61,9 @@ class SystemInfo:
     released_mb: float | None = None  # set by refresh(): cached GPU memory handed back
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["cpu"] = self.cpu.to_dict()
+        return data
 
     def rows(self) -> list[tuple[str, str]]:
         """(label, value) pairs in reading order, values already formatted for people."""
@@ -113,7 +115,8 @@ class SystemInfo:
             lanes = (f"a batch's files side by side (up to {self.cpu_lanes}), sharing the "
                      f"{self.torch_threads} threads" if self.cpu_lanes > 1 else "padded batches")
             rows.append(("CPU batches", f"{lanes}; linear layers on {self.cpu_gemm}"))
-            rows.append(("CPU matrix instructions", self.cpu_matrix))
+            rows.append(("CPU", self.cpu.model or "unknown"))
+            rows.append(("CPU matrix instructions", self.cpu.describe()))
         rows += [
             ("RAM", f"{self.ram_available_mb:,.0f} MB available of {self.ram_total_mb:,.0f} MB; "
                     f"this process uses {self.process_rss_mb:,.0f} MB"),
@@ -196,7 +199,7 @@ def gather(engine: Engine) -> SystemInfo:
         torch_threads=engine.recognizer.threads,
         cpu_gemm=engine.linear_kernels,
         cpu_lanes=engine.recognizer.lanes,
-        cpu_matrix=cpu_matrix_features().describe(),
+        cpu=engine.cpu,
         ram_total_mb=total_mb,
         ram_available_mb=available_mb,
         process_rss_mb=process_rss_mb(),

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from asr.precision import cpu_matrix_features
+from asr.cpu import detect_cpu
 from asr.settings import PROJECT_ROOT
 from tuning import bench, bench_report, bench_variants
 from tuning.bench_clips import clip_lengths, ensure_clips, prepare_real_files, synthesize
@@ -113,7 +113,7 @@ def test_smoke_run_reports_the_transcript_variants(smoke):
 def test_bf16_runs_where_the_cpu_has_it_and_is_skipped_with_the_reason_elsewhere(smoke):
     report, stdout = smoke
     cb = report["variants"]["CB"]
-    if cpu_matrix_features().bf16:
+    if detect_cpu().bf16:
         assert cb["status"] == "ok", cb
         assert cb["engine"]["precision"] == "bf16"
         assert report["variants"]["C"]["engine"]["precision"] == "fp32"

@@ -16,7 +16,7 @@ from conftest import speechlike, tiny_settings
 
 from asr.engine import Engine
 from asr.hotwords import HotwordError
-from asr.precision import PrecisionUnavailable, check_precision, cpu_matrix_features
+from asr.precision import PrecisionUnavailable, check_precision
 from asr.settings import PROJECT_ROOT
 
 
@@ -186,12 +186,7 @@ def test_a_precision_the_machine_lacks_is_refused_at_start_with_the_reason(engin
     """Never a silent fall back: the engine does not start, and the message says why."""
     with pytest.raises(PrecisionUnavailable, match="fp16 runs on CUDA only"):
         Engine(tiny_settings(precision="fp16"), loaded=engine.loaded)
-    no_bf16 = cpu_matrix_features("flags\t: fpu sse2 avx2 avx512f\n")
-    with pytest.raises(PrecisionUnavailable, match="bf16 needs AVX-512 BF16 or AMX; this CPU has neither"):
-        check_precision("bf16", torch.device("cpu"), no_bf16)
-    assert cpu_matrix_features("flags\t: avx512f amx_bf16 amx_tile\n").bf16  # Intel AMX
-    assert cpu_matrix_features("flags\t: avx512f avx512_bf16\n").bf16  # AMD Zen 4/5
-    check_precision("bf16", torch.device("cpu"), cpu_matrix_features("flags\t: avx512_bf16\n"))
+    # Every CPU kind's bf16 answer is in tests/test_cpu.py, under each simulated CPU.
     with pytest.raises(PrecisionUnavailable, match="int8 is a CPU mode"):
         check_precision("int8", torch.device("cuda"))
 
@@ -333,7 +328,7 @@ def test_precision_switches_between_batches_and_back(engine, reference_wavs):
     """The Tuning tab's apply: bf16 or int8 from the next batch, then fp32 gives fp32's tokens again."""
     own = Engine(tiny_settings(), loaded=engine.loaded)
     fp32 = [r.token_ids for r in own.transcribe(reference_wavs)]
-    modes = ["int8"] + (["bf16"] if cpu_matrix_features().bf16 else [])
+    modes = ["int8"] + (["bf16"] if own.cpu.bf16 else [])
     for mode in modes:
         own.set_precision(mode)
         assert own.recognizer.precision == own.precision == own.settings.precision == mode
@@ -453,21 +448,23 @@ def test_linear_layers_run_on_onednn_and_agree_with_torch(engine, reference_wavs
     from asr.model import load_model
 
     assert onednn_linear_works(), "this torch build should ship oneDNN on x86"
-    assert engine.loaded.cpu_gemm == "onednn" and uses_onednn(engine.loaded.model)
+    cache_dir = engine.settings.resolve_path(engine.settings.cache_dir)
+    onednn = Engine(tiny_settings(cpu_gemm="onednn"),
+                    loaded=load_model("random:tiny", "cpu", cache_dir, 2, cpu_gemm="onednn"))
+    assert onednn.loaded.cpu_gemm == "onednn" and uses_onednn(onednn.loaded.model)
     feats = engine.features(np.asarray(soundfile.read(reference_wavs[0], dtype="float32")[0]))
     with torch.profiler.profile(acc_events=True) as prof:  # sees this thread: call the model here
-        engine.recognizer.recognize([feats], None)
+        onednn.recognizer.recognize([feats], None)
     ops = {event.name for event in prof.events()}
     assert "mkldnn::_linear_pointwise" in ops
     assert "aten::addmm" not in ops and "aten::linear" not in ops
 
-    cache_dir = engine.settings.resolve_path(engine.settings.cache_dir)
     plain = load_model("random:tiny", "cpu", cache_dir, 2, cpu_gemm="torch")
     assert plain.cpu_gemm == "torch" and not uses_onednn(plain.model)
-    feats = engine.features(np.asarray(soundfile.read(reference_wavs[0], dtype="float32")[0]))[None]
+    feats = feats[None]
     lengths = torch.tensor([feats.shape[1]])
     with torch.inference_mode():
-        fast = engine.loaded.model.encode(feats, lengths)[0]
+        fast = onednn.loaded.model.encode(feats, lengths)[0]
         slow = plain.model.encode(feats, lengths)[0]
     assert torch.allclose(fast, slow, atol=1e-4)
 

@@ -12,13 +12,13 @@ import torch
 from conftest import free_port, tiny_settings
 
 from asr.engine import Engine
-from asr.precision import cpu_matrix_features
+from asr.cpu import detect_cpu
 from asr.settings import PROJECT_ROOT, load_settings
 from tuning.bench_report import edit_distance
 from tuning.config_file import ConfigWriteError, write_setting
 from tuning.precision_check import PrecisionCheckError, fastest_reduced_precision, run_precision_check
 
-CPU_BF16 = cpu_matrix_features().bf16
+CPU_BF16 = detect_cpu().bf16
 CANDIDATE = "bf16" if CPU_BF16 else "int8"
 
 

@@ -184,12 +184,28 @@ def wait_for_idle(max_s: int) -> float | None:
     return busy
 
 
+def precision_skip_reason(precision: str, device: str, cpu) -> str | None:
+    """Why a variant in `precision` cannot run on `device` with `cpu`'s features, or None."""
+    import torch
+
+    from asr.precision import PrecisionUnavailable, check_precision
+
+    try:
+        check_precision(precision, torch.device(device), cpu)
+    except PrecisionUnavailable as exc:
+        return str(exc)
+    return None
+
+
 class Bench:
     """Prepares the files, model, wizard and ONNX set-up, then runs every repeat and reports."""
 
-    def __init__(self, args: argparse.Namespace, argv: list[str]):
+    def __init__(self, args: argparse.Namespace, argv: list[str], cpu=None):
+        """`cpu`: the CPU features the variants are chosen for (default: this machine's)."""
+        from asr.cpu import detect_cpu
         from asr.settings import load_settings
 
+        self.cpu = cpu or detect_cpu()
         self.args = args
         self.argv = argv
         self.settings = load_settings(args.config, environ={}, overrides={"model": args.model})
@@ -294,7 +310,7 @@ class Bench:
             specs.append(RunSpec("CA", "C", settings={"attention": "fused"}))
         for label, precision in (("CB", "bf16"), ("CH", "fp16")):
             if label in chosen:
-                reason = self._precision_unavailable(precision)
+                reason = precision_skip_reason(precision, self.device, self.cpu)
                 if reason:
                     self.skipped[label] = reason
                 else:
@@ -312,17 +328,6 @@ class Bench:
                                                           "punctuation": self.extras["punc_dir"]}))
         return specs
 
-    def _precision_unavailable(self, precision: str) -> str | None:
-        """Why this machine cannot run the engine in `precision`, or None when it can."""
-        import torch
-
-        from asr.precision import PrecisionUnavailable, check_precision
-
-        try:
-            check_precision(precision, torch.device(self.device))
-        except PrecisionUnavailable as exc:
-            return str(exc)
-        return None
 
     def _tuned_ncpu_specs(self, chosen: list[str], pairs: list[tuple[str, str]]) -> list[RunSpec]:
         """AN / ATN: FunASR with ncpu = cores; skipped where that is its default anyway."""
@@ -508,13 +513,9 @@ class Bench:
 
         info = {"requested": self.args.device, "resolved": self.device, "platform": platform.platform(),
                 "cpu_count": default_cpu_threads()}
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
+        if self.cpu.model:
+            info["cpu"] = self.cpu.model
+        info["cpu_features"] = self.cpu.matrix_features
         if self.device == "cuda":
             props = torch.cuda.get_device_properties(0)
             info.update(name=props.name, gpu_total_mb=round(props.total_memory / 2**20))

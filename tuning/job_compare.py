@@ -135,13 +135,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    from asr.cpu import detect_cpu
+
+    return detect_cpu().model or platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":

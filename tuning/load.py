@@ -538,16 +538,13 @@ def machine() -> dict[str, Any]:
     """The CPU and versions every figure belongs to."""
     import torch
 
-    info: dict[str, str] = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            info.setdefault(key.strip(), value.strip())  # the first processor's
-    except OSError:
-        pass
+    from asr.cpu import detect_cpu
+
+    cpu = detect_cpu()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": info.get("model name") or platform.processor() or platform.machine(),
-            "cpu_family": info.get("cpu family"), "cpu_model": info.get("model"), "cores": os.cpu_count(),
+    return {"cpu": cpu.model or platform.processor() or platform.machine(),
+            "cpu_family": cpu.family, "cpu_model": cpu.model_number, "cpu_features": cpu.matrix_features,
+            "cores": os.cpu_count(),
             "gpu": gpu, "python": platform.python_version(), "torch": torch.__version__,
             "platform": platform.platform()}
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from asr.precision import PrecisionUnavailable, check_precision, cpu_matrix_features
+from asr.cpu import CpuFeatures
+from asr.precision import PrecisionUnavailable, check_precision
 
 from .bench_report import edit_distance
 
@@ -96,8 +97,9 @@ class PrecisionReport:
                 "table": self.table(), "files": [asdict(f) for f in self.files]}
 
 
-def fastest_reduced_precision(device: torch.device) -> str | None:
-    """The reduced precision worth checking on `device`, or None when it has none.
+def fastest_reduced_precision(device: torch.device, cpu: CpuFeatures | None = None) -> str | None:
+    """The reduced precision worth checking on `device` (with `cpu`'s features on a CPU), or None
+    when it has none.
 
     On a GPU bf16 where it runs (the same tensor-core speed as fp16, with fp32's range, so no
     overflow in long sums), else fp16. On a CPU bf16 where AVX-512 BF16 or AMX multiply it,
@@ -105,7 +107,7 @@ def fastest_reduced_precision(device: torch.device) -> str | None:
     order = ("bf16", "fp16") if device.type == "cuda" else ("bf16", "int8")
     for precision in order:
         try:
-            check_precision(precision, device)
+            check_precision(precision, device, cpu)
         except PrecisionUnavailable:
             continue
         return precision
@@ -126,13 +128,13 @@ def run_precision_check(engine, files: Sequence[str | Path], candidate: str | No
     if repeats < 1:
         raise PrecisionCheckError("repeats must be at least 1")
     device = engine.loaded.device
-    candidate = candidate or fastest_reduced_precision(device)
+    candidate = candidate or fastest_reduced_precision(device, engine.cpu)
     if candidate is None:
         raise PrecisionCheckError(f"this {device.type.upper()} has no reduced precision to compare with fp32")
     if candidate == REFERENCE:
         raise PrecisionCheckError("choose a precision other than fp32 to compare with fp32")
     try:
-        check_precision(candidate, device)
+        check_precision(candidate, device, engine.cpu)
     except PrecisionUnavailable as exc:
         raise PrecisionCheckError(str(exc)) from None
     engines = {REFERENCE: engine.with_precision(REFERENCE), candidate: engine.with_precision(candidate)}
@@ -175,7 +177,7 @@ def run_precision_check(engine, files: Sequence[str | Path], candidate: str | No
     tokens = sum(c.reference_tokens for c in ok)
     notes = []
     if device.type == "cpu":
-        notes.append(f"CPU matrix instructions: {cpu_matrix_features().describe()}")
+        notes.append(f"CPU matrix instructions: {engine.cpu.describe()}")
     report = PrecisionReport(
         reference=REFERENCE, candidate=candidate, device=_describe(engine), files=checks, repeats=repeats,
         reference_total_s=sum(c.reference_s for c in ok), candidate_total_s=sum(c.candidate_s for c in ok),

@@ -212,7 +212,7 @@ def precision_markdown(report: PrecisionReport) -> str:
 
 def build_precision_check(engine, files, concurrency_id: str | None = None) -> None:
     """The precision check under the wizard: its table, and apply or save either precision."""
-    candidate = fastest_reduced_precision(engine.loaded.device)
+    candidate = fastest_reduced_precision(engine.loaded.device, engine.cpu)
     with gr.Accordion("Precision check: does a faster precision change my transcripts?", open=False):
         gr.Markdown(PRECISION_INTRO)
         check = gr.Button(f"Check fp32 against {candidate}" if candidate else "No reduced precision here",
