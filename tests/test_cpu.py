@@ -139,8 +139,8 @@ def test_the_command_line_refuses_bf16_with_this_cpus_reason(tmp_path):
     audio = tmp_path / "a.wav"
     soundfile.write(audio, np.zeros(16000, dtype=np.float32), 16000)
     done = subprocess.run([sys.executable, "-m", "asr", "transcribe", "--model", "random:tiny",
-                           "--device", "cpu", "--precision", "bf16", "--vad", "energy", "--punctuation", "off",
-                           str(audio)],
+                           "--device", "cpu", "--precision", "bf16", "--vad", "energy",
+                           "--punctuation", "off", str(audio)],
                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
     assert "Traceback" not in done.stderr
     if REAL.bf16:

@@ -11,8 +11,8 @@ import pytest
 import torch
 from conftest import free_port, tiny_settings
 
-from asr.engine import Engine
 from asr.cpu import detect_cpu
+from asr.engine import Engine
 from asr.settings import PROJECT_ROOT, load_settings
 from tuning.bench_report import edit_distance
 from tuning.config_file import ConfigWriteError, write_setting
