@@ -33,12 +33,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.datastructures import UploadFile
 
-from asr import export
-from asr.batcher import Cancelled, QueueFull
 from asr.engine import Engine
-from asr.hotwords import HotwordError, parse_hotwords
+from asr.recognition.batcher import Cancelled, QueueFull
+from asr.recognition.hotwords import HotwordError, parse_hotwords
 from asr.results import Result
-from asr.transcript import Piece
+from asr.text import export
+from asr.text.transcript import Piece
 
 log = logging.getLogger(__name__)
 

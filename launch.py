@@ -14,7 +14,7 @@ import argparse
 import logging
 import sys
 
-from asr.console import add_engine_flags, engine_overrides, settings_for_command
+from asr.system.console import add_engine_flags, engine_overrides, settings_for_command
 
 log = logging.getLogger("launch")
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
 
     from asr.engine import Engine
-    from asr.model import ModelLoadError
+    from asr.models import ModelLoadError
 
     log.info("loading model %s on %s (first run may download or generate it)", settings.model,
              settings.device)

@@ -1,7 +1,7 @@
 """Shared SeACo-Paraformer recognition engine: one Engine for every tab, the CLI and the wizard."""
 
-from .results import Result, RunStats, Transcription
-from .settings import Settings, SettingsError, load_settings
+from asr.results import Result, RunStats, Transcription
+from asr.settings import Settings, SettingsError, load_settings
 
 __all__ = ["Engine", "Result", "RunStats", "Settings", "SettingsError", "Transcription", "load_settings"]
 
@@ -9,7 +9,7 @@ __all__ = ["Engine", "Result", "RunStats", "Settings", "SettingsError", "Transcr
 def __getattr__(name: str):
     # The engine pulls in torch and FunASR; keep `import asr` cheap for settings-only users.
     if name == "Engine":
-        from .engine import Engine
+        from asr.engine import Engine
 
         return Engine
     raise AttributeError(name)

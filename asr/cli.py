@@ -11,8 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
-from .console import ProgressBar, add_engine_flags, engine_overrides, settings_for_command
-from .export import FORMATS, file_names, parse_formats, render
+from asr.system.console import ProgressBar, add_engine_flags, engine_overrides, settings_for_command
+from asr.text.export import FORMATS, file_names, parse_formats, render
 
 log = logging.getLogger("asr.cli")
 
@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--output-dir", type=Path,
                      help="folder for --format files (default: the current folder; with no --format: all)")
     run.add_argument("--quiet", action="store_true", help="log warnings only")
-    from .job import add_parser as add_job_parser  # imports no Ray: `job` loads it when it runs
+    from asr.jobs.ray_job import add_parser as add_job_parser  # imports no Ray: `job` loads it when it runs
 
     add_job_parser(sub)
     return parser
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "job":
-        from .job import main as job_main
+        from asr.jobs.ray_job import main as job_main
 
         return job_main(args)
     try:
@@ -71,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     if settings is None:
         return 2
 
-    from .engine import Engine
-    from .hotwords import HotwordError
-    from .model import ModelLoadError
+    from asr.engine import Engine
+    from asr.models import ModelLoadError
+    from asr.recognition.hotwords import HotwordError
 
     try:
         engine = Engine(settings)

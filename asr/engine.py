@@ -22,26 +22,26 @@ import numpy as np
 import soundfile
 import torch
 
-from . import audio as audio_io
-from .batcher import Batcher, Cancelled, Outcome, Ticket, Unit
-from .cache import CachedFeatures, FeatureCache, cache_key
-from .cpu import CpuFeatures, default_linear_kernels, detect_cpu
-from .features import FeatureExtractor
-from .folders import read_confined
-from .gpu import release_cached_memory
-from .hotwords import parse_hotwords
-from .memory_model import MemoryModel, cache_path, frames_grid, load_or_fit, memory_budget
-from .model import LoadedModel, load_model, quantize_int8, resolve_device
-from .pipeline import PreloadPipeline, Prepared, run_inline
-from .precision import check_precision
-from .punctuation import Punctuator, load_punctuator
-from .recognizer import BatchTimings, Decoded, Recognizer
-from .results import Result, RunStats, Transcription
-from .sentences import CueLimits
-from .settings import Settings, coerce
-from .threads import thread_count
-from .transcript import Piece, assemble
-from .vad import load_detector, plan_segments
+from asr.audio import decode as audio_io
+from asr.audio.cache import CachedFeatures, FeatureCache, cache_key
+from asr.audio.features import FeatureExtractor
+from asr.audio.folders import read_confined
+from asr.audio.preload import PreloadPipeline, Prepared, run_inline
+from asr.recognition.batcher import Batcher, Cancelled, Outcome, Ticket, Unit
+from asr.recognition.hotwords import parse_hotwords
+from asr.recognition.memory_model import MemoryModel, cache_path, frames_grid, load_or_fit, memory_budget
+from asr.recognition.model import LoadedModel, load_model, quantize_int8, resolve_device
+from asr.recognition.precision import check_precision
+from asr.recognition.recognizer import BatchTimings, Decoded, Recognizer
+from asr.results import Result, RunStats, Transcription
+from asr.settings import Settings, coerce
+from asr.speech.vad import load_detector, plan_segments
+from asr.system.cpu import CpuFeatures, default_linear_kernels, detect_cpu
+from asr.system.gpu import release_cached_memory
+from asr.system.threads import thread_count
+from asr.text.punctuation import Punctuator, load_punctuator
+from asr.text.sentences import CueLimits
+from asr.text.transcript import Piece, assemble
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class Engine:
             precision=self.precision, simulate_oom_frames=settings.simulate_oom_frames,
             attention=settings.attention,
             # Auto: side by side. Batches now mix requests of any length, and on a CPU padding
-            # costs as much as speech: with 8 clients at once `python -m tuning.load` measured
+            # costs as much as speech: with 8 clients at once `python -m benchmarks.load` measured
             # 1.09x the throughput of one client in a row side by side, 0.88x padded. int8
             # needs it anyway (padded batches share activation scales).
             threads=threads, lanes=settings.cpu_lanes or threads,
@@ -284,7 +284,7 @@ class Engine:
         On a GPU it is fitted at the first start (a few small batches) and kept in
         cache_dir/memory/ per model, GPU, precision and torch version. On a CPU, where RAM is
         rarely the limit and measuring is slow, only a model fitted beforehand is used
-        (`python -m asr.memory_model --model ... --precision ... --save`). A failure here costs
+        (`python -m asr.recognition.memory_model --model ... --precision ... --save`). A failure here costs
         the prediction, never the start: the out-of-memory back-off stays the safety net."""
         try:
             attention = self.settings.attention

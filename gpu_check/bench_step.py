@@ -1,4 +1,4 @@
-"""Step `bench`: `python -m tuning.bench` on the device: FunASR file by file (A) and batched (B)
+"""Step `bench`: `python -m benchmarks.bench` on the device: FunASR file by file (A) and batched (B)
 against this engine (C) at fp32, and C in fp16 (CH) and bf16 (CB) where the bench has those
 variants (else extra runs of C with --precision, or --fp16 on a build from before `precision`).
 
@@ -20,7 +20,7 @@ KEEP = ("status", "reason", "speed_x_realtime", "rtf", "wall_s_median", "gpu_pea
 
 
 def _capabilities() -> dict:
-    from tuning import bench
+    from benchmarks import bench
 
     help_text = bench.parser().format_help()
     return {"variants": list(bench.VARIANTS), "precision_flag": "--precision" in help_text}
@@ -72,7 +72,7 @@ def bench(plan: dict, save) -> dict:
             failed.append(label)
             continue
         report_path = out / f"bench-{label}.json"
-        command = [sys.executable, "-m", "tuning.bench", "--device", plan["device"], "--model", plan["model"],
+        command = [sys.executable, "-m", "benchmarks.bench", "--device", plan["device"], "--model", plan["model"],
                    "--files", str(spec["files"]), "--clip-seconds", spec["clip_seconds"],
                    "--variants", ",".join(variants), "--repeats", str(spec["repeats"]),
                    "--b-sizes", spec["b_sizes"], "--timeout", str(int(min(spec["run_timeout_s"], left))),

@@ -3,10 +3,10 @@
 Each point is one padded batch of B segments of T feature frames (windows of the vendored test
 speech, repeated) through the engine's recognizer, the peak read from torch's counters above what
 was allocated before (torch.cuda.max_memory_allocated; on a CPU the allocator events, where
-asr.memory_model has them). Precisions are interleaved, shortest and smallest first, so a step cut
+asr.recognition.memory_model has them). Precisions are interleaved, shortest and smallest first, so a step cut
 short by time loses the largest shapes of every precision alike. An out-of-memory ends that
 length's sizes. The points are also given as [batch, frames, peak_bytes] per precision, the form
-asr.memory_model.MemoryModel.fit takes, with its fit where that module is present.
+asr.recognition.memory_model.MemoryModel.fit takes, with its fit where that module is present.
 """
 
 from __future__ import annotations
@@ -57,11 +57,11 @@ def _peak(recognizer, feats) -> dict:
                 "peak_reserved_bytes": torch.cuda.max_memory_reserved(device),
                 "seconds": round(time.perf_counter() - started, 4)}
     try:
-        from asr.memory_model import cpu_allocation_peak
+        from asr.recognition.memory_model import cpu_allocation_peak
     except ImportError:
         recognizer.recognize(feats, None)
         return {"peak_bytes": None, "seconds": round(time.perf_counter() - started, 4),
-                "note": "no CPU peak counter (asr.memory_model absent)"}
+                "note": "no CPU peak counter (asr.recognition.memory_model absent)"}
     peak = cpu_allocation_peak(lambda: recognizer.recognize(feats, None))
     return {"peak_bytes": peak, "seconds": round(time.perf_counter() - started, 4)}
 
@@ -142,7 +142,7 @@ def measure(plan: dict, save) -> dict:
 
 def _fits(data: dict, engine) -> dict:
     try:
-        from asr.memory_model import MemoryModel
+        from asr.recognition.memory_model import MemoryModel
     except ImportError:
         return {}
     fits = {}

@@ -1,7 +1,7 @@
 """Step `models`: build the random-weight models offline and load the checked one on the device.
 
-`random:large` is FunASR's real SeACo-Paraformer architecture with random weights (asr/
-random_model.py): built by FunASR's own class from the vendored reference config, no download.
+`random:large` is FunASR's real SeACo-Paraformer architecture with random weights
+(asr/models/random_weights/seaco.py): built by FunASR's own class from the vendored reference config, no download.
 The tests' transcript check also needs the random:tiny punctuation model; both go into the
 project's .cache/models, where the tests and the benchmark find them.
 """
@@ -16,19 +16,18 @@ from .worker import main
 def build(plan: dict, save) -> dict:
     import torch
 
-    from asr.model import load_model
-    from asr.random_model import ensure_random_model
-    from asr.random_punc import ensure_random_punc
+    from asr.models.random_weights.punctuation import PUNCTUATION
+    from asr.models.random_weights.seaco import SEACO
+    from asr.recognition.model import load_model
     from asr.settings import PROJECT_ROOT
 
     cache = PROJECT_ROOT / ".cache"
     data: dict = {"built": {}}
-    for spec, builder in ((plan["model"], ensure_random_model), ("random:tiny", ensure_random_model),
-                          ("random:tiny", ensure_random_punc)):
+    for spec, build in ((plan["model"], SEACO), ("random:tiny", SEACO), ("random:tiny", PUNCTUATION)):
         started = time.perf_counter()
-        directory = builder(spec, cache / "models")
+        directory = build.ensure(spec, cache / "models")
         weights = directory / "model.pt"
-        data["built"][f"{builder.__name__}({spec})"] = {
+        data["built"][f"{build.label} {spec}"] = {
             "dir": directory.name, "seconds": round(time.perf_counter() - started, 1),
             "model_pt_mb": round(weights.stat().st_size / 2**20, 1) if weights.is_file() else None}
         save(data)

@@ -31,7 +31,7 @@ STEPS = (
     Step("memory", "gpu_check.memory", 75, 15, ("probe",),
          "peak CUDA memory per batch size and length, per precision (points for a memory model)"),
     Step("bench", "gpu_check.bench_step", 200, 30, ("probe",),
-         "python -m tuning.bench on long clips: variants A, B, C, and C in fp16/bf16"),
+         "python -m benchmarks.bench on long clips: variants A, B, C, and C in fp16/bf16"),
 )
 
 

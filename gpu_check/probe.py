@@ -1,7 +1,7 @@
 """Step `probe`: what the machine is and whether the engine imports on it.
 
 Versions (Python, torch and its CUDA and cuDNN, the kit's packages), the GPU (name, capability,
-memory, bf16 support), `nvidia-smi -L` and NVML's figures through asr.gpu, torchaudio's extension
+memory, bf16 support), `nvidia-smi -L` and NVML's figures through asr.system.gpu, torchaudio's extension
 state, and whether this build has the `precision` setting. Fails when `asr.engine` does not
 import, or when the plan wants CUDA and torch sees none (then nothing after it can run).
 """
@@ -56,8 +56,8 @@ def probe(plan: dict, save) -> dict:
     data["torchaudio_extension"] = bool(getattr(_extension, "_IS_TORCHAUDIO_EXT_AVAILABLE", False))
     data["torchaudio_path"] = torchaudio.__file__
     import asr.engine  # noqa: F401 - the import this step vouches for
-    from asr.gpu import gpu_memory
     from asr.settings import SCHEMA
+    from asr.system.gpu import gpu_memory
 
     data["precision_setting"] = "precision" in SCHEMA
     if torch.cuda.is_available():

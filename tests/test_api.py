@@ -31,9 +31,9 @@ from openai import OpenAI
 import api
 import webui
 from asr.engine import Engine
-from asr.hotwords import parse_hotwords
-from asr.punctuation import load_punctuator
+from asr.recognition.hotwords import parse_hotwords
 from asr.results import Result
+from asr.text.punctuation import load_punctuator
 
 # Silero's loader uses importlib.resources.path, which Python deprecates: not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:path is deprecated:DeprecationWarning")
@@ -721,7 +721,7 @@ def test_an_abandoned_request_leaves_the_queue(served, mixes, wav, caplog):
     """The server notices the client went away ("API client disconnected") and its waiting
     segments leave the queue, while the model is still held."""
     caplog.set_level(logging.INFO, logger="api")
-    caplog.set_level(logging.INFO, logger="asr.batcher")
+    caplog.set_level(logging.INFO, logger="asr.recognition.batcher")
     engine = served.engine
     with _model_held(engine):
         leaver = _Leaver(served, mixes[6])
@@ -737,7 +737,7 @@ def test_closing_a_stream_early_drops_its_segments_and_harms_no_one(served, refe
                                                                      tmp_path, wav, caplog):
     """A streaming client reads its first delta of a long file and hangs up: its remaining
     segments are dropped, the other clients at the same time get their own transcripts."""
-    caplog.set_level(logging.INFO, logger="asr.batcher")
+    caplog.set_level(logging.INFO, logger="asr.recognition.batcher")
     engine = served.engine
     long_file = tmp_path / "long-stream.wav"
     soundfile.write(long_file, _join([_read(p) for p in reference_wavs] * 6), RATE)

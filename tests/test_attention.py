@@ -16,8 +16,8 @@ import torch
 from funasr.models.sanm.attention import MultiHeadedAttentionSANM
 from funasr.models.transformer.utils.nets_utils import make_pad_mask
 
-from asr.attention import fused_attention_enabled, use_funasr_attention, use_fused_attention
-from asr.recognizer import Recognizer, skip_full_attention_masks
+from asr.recognition.attention import fused_attention_enabled, use_funasr_attention, use_fused_attention
+from asr.recognition.recognizer import Recognizer, skip_full_attention_masks
 
 ATOL = 1e-5
 

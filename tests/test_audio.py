@@ -7,7 +7,7 @@ import pytest
 from audio_factory import FORMATS, write_audio
 from conftest import speechlike
 
-from asr.audio import TARGET_RATE, AudioError, check_duration, decode_bytes, decode_samples, read_file
+from asr.audio.decode import TARGET_RATE, AudioError, check_duration, decode_bytes, decode_samples, read_file
 
 
 @pytest.mark.parametrize("ext", sorted(FORMATS))

@@ -14,8 +14,8 @@ import pytest
 import soundfile
 from conftest import run_together, speechlike, tiny_settings
 
-from asr.batcher import QueueFull
 from asr.engine import Engine
+from asr.recognition.batcher import QueueFull
 
 
 @pytest.fixture(scope="module")

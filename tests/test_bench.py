@@ -1,6 +1,6 @@
 """The benchmark command: a real end-to-end run on random:tiny, and its building blocks.
 
-The smoke run starts `python -m tuning.bench` as a user would, which itself starts a fresh worker
+The smoke run starts `python -m benchmarks.bench` as a user would, which itself starts a fresh worker
 process per variant (FunASR's AutoModel for A and, with its VAD and punctuation, AT; this engine
 for C, CL and, with VAD, punctuation and timestamps, CT). No timing is asserted: only that it
 finishes, reports every figure, and that the token ids and texts it compares are real ones. The
@@ -18,17 +18,19 @@ import numpy as np
 import pytest
 import soundfile
 
-from asr.cpu import detect_cpu
 from asr.settings import PROJECT_ROOT
-from tuning import bench, bench_report, bench_variants
-from tuning.bench_clips import clip_lengths, ensure_clips, prepare_real_files, synthesize
-from tuning.bench_onnx import OnnxUnavailable, check_exportable
+from asr.system.cpu import detect_cpu
+from benchmarks import bench
+from benchmarks import report as bench_report
+from benchmarks import variants as bench_variants
+from benchmarks.clips import clip_lengths, ensure_clips, prepare_real_files, synthesize
+from benchmarks.onnx import OnnxUnavailable, check_exportable
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory) -> tuple[dict, str]:
     out = tmp_path_factory.mktemp("bench") / "report.json"
-    command = [sys.executable, "-m", "tuning.bench", "--model", "random:tiny", "--device", "cpu",
+    command = [sys.executable, "-m", "benchmarks.bench", "--model", "random:tiny", "--device", "cpu",
                "--files", "2", "--clip-seconds", "3-8", "--variants", "A,C,CL,CB,CT,AT", "--repeats", "1",
                "--profile", "--json", str(out)]
     done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
@@ -154,7 +156,7 @@ def test_text_agreement_is_one_minus_cer_without_punctuation():
 
 def test_ncpu_twins_run_funasr_with_one_thread_per_core(monkeypatch):
     """AN and ATN are A and AT with AutoModel(ncpu=cores) and nothing else changed."""
-    monkeypatch.setattr("asr.model.default_cpu_threads", lambda: 2)
+    monkeypatch.setattr("asr.system.threads.default_cpu_threads", lambda: 2)
     runner = bench.Bench(bench.parser().parse_args(["--variants", "A,AN,AT,ATN,CT"]), [])
     runner.device, runner.model_dir, runner.clips, runner.warmup = "cpu", "m", [], []
     runner.extras = {"punc_dir": "/p", "vad_dir": "/v"}
@@ -172,7 +174,7 @@ def test_ncpu_twins_run_funasr_with_one_thread_per_core(monkeypatch):
     bench_variants._funasr_model({"model_dir": "m", "device": "cpu", "ncpu": None})
     assert seen == [{"model": "m", "device": "cpu", "disable_update": True, "vad_model": "/v", "ncpu": 2},
                     {"model": "m", "device": "cpu", "disable_update": True}]
-    monkeypatch.setattr("asr.model.default_cpu_threads", lambda: 4)  # 4 cores: AN would repeat A
+    monkeypatch.setattr("asr.system.threads.default_cpu_threads", lambda: 4)  # 4 cores: AN would repeat A
     runner.skipped.clear()
     assert [s.label for s in runner.specs()] == ["A", "AT", "CT"]
     assert set(runner.skipped) == {"AN", "ATN"}

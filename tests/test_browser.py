@@ -10,7 +10,6 @@ import functools
 import shutil
 import threading
 import time
-import types
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -19,8 +18,8 @@ import pytest
 from conftest import free_port, tiny_settings
 
 import webui
-from asr import realtime
-from asr.audio import TARGET_RATE, decode_bytes, read_file
+from asr import live as realtime
+from asr.audio.decode import TARGET_RATE, decode_bytes, read_file
 from asr.engine import Engine
 from asr.results import join_text
 from asr.settings import PROJECT_ROOT
@@ -225,9 +224,9 @@ def _wait_for_scripts_to_settle(page, quiet_ms: int = 500, limit_ms: int = 15_00
 def _recording_live_sessions(monkeypatch, app) -> list:
     """Make the app's live sessions keep the 16 kHz audio they analyse; returns them as they are made.
 
-    webui.LiveSessions builds sessions from the realtime module it was given; this gives it one
-    whose LiveSession is the real class with its opt-in audio record on, plus an event set when
-    `stop` has finalised the recording (the test's cue that the final text exists).
+    ui.live_tab.LiveSessions builds sessions with the factory it was given; this gives it the
+    real LiveSession class with its opt-in audio record on, plus an event set when `stop` has
+    finalised the recording (the test's cue that the final text exists).
     """
     made: list = []
 
@@ -245,8 +244,7 @@ def _recording_live_sessions(monkeypatch, app) -> list:
             self.stopped.set()
             return self.final
 
-    monkeypatch.setattr(app["demo"].live_sessions, "module",
-                        types.SimpleNamespace(LiveSession=Recorded))
+    monkeypatch.setattr(app["demo"].live_sessions, "session_factory", Recorded)
     return made
 
 

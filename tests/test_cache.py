@@ -17,7 +17,7 @@ import pytest
 import torch
 from conftest import tiny_settings
 
-from asr.cache import CachedFeatures, FeatureCache, cache_key
+from asr.audio.cache import CachedFeatures, FeatureCache, cache_key
 from asr.engine import Engine
 from asr.settings import PROJECT_ROOT
 
@@ -127,7 +127,7 @@ def test_changed_frontend_fingerprint_misses(engine, reference_wavs):
     original = frontend.lfr_n
     try:
         frontend.lfr_n = original + 1
-        from asr.features import frontend_fingerprint
+        from asr.audio.features import frontend_fingerprint
 
         changed = frontend_fingerprint(frontend)
     finally:
@@ -175,7 +175,7 @@ _WRITER = """
 import json, random, sys
 from pathlib import Path
 import torch
-from asr.cache import CachedFeatures, FeatureCache
+from asr.audio.cache import CachedFeatures, FeatureCache
 """ + inspect.getsource(random_feats) + """
 folder, bound, proc, count = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 cache = FeatureCache(max_bytes=1, directory=folder, max_disk_bytes=bound)  # every get reads disk
@@ -286,7 +286,7 @@ def test_entry_larger_than_the_disk_bound_is_not_written_and_evicts_nothing(tmp_
     cache = disk_cache(tmp_path)
     cache.put("A", feats(100, 1))
     cache.put("B", feats(100, 2))
-    with caplog.at_level(logging.INFO, logger="asr.cache"):
+    with caplog.at_level(logging.INFO, logger="asr.audio.cache"):
         cache.put("huge", feats(1000))
     assert on_disk(tmp_path) == {"A", "B"} and not list(tmp_path.glob("*.tmp"))
     assert cache.stats().disk_evictions == 0
@@ -298,7 +298,7 @@ def test_entry_deleted_by_another_process_is_a_plain_miss(tmp_path, caplog):
     disk_cache(tmp_path).put("A", feats(100))
     reader = disk_cache(tmp_path)
     (tmp_path / "A.feat").unlink()  # another process evicted it after this one looked
-    with caplog.at_level(logging.WARNING, logger="asr.cache"):
+    with caplog.at_level(logging.WARNING, logger="asr.audio.cache"):
         assert reader.get("A") is None
     stats = reader.stats()
     assert stats.misses == 1 and stats.corrupt_dropped == 0 and not caplog.records

@@ -1,7 +1,7 @@
 """Every branch that depends on the CPU's matrix features, under each CPU this product meets.
 
 The three simulated CPUs (AVX2 only, AVX-512 + AVX-512 BF16, AVX-512 + AMX) run on every machine,
-plus the machine's own, through the one seam the product has for them (asr.cpu)."""
+plus the machine's own, through the one seam the product has for them (asr.system.cpu)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import torch
 from conftest import tiny_settings
 from cpu_kinds import EVERY, REAL, SIMULATED, XEON_AMX, ZEN3_AVX2, ZEN4_AVX512_BF16
 
-from asr import sysinfo
-from asr.cpu import CpuFeatures, default_linear_kernels, detect_cpu
 from asr.engine import Engine
-from asr.precision import PrecisionUnavailable, check_precision
+from asr.recognition.precision import PrecisionUnavailable, check_precision
 from asr.settings import PROJECT_ROOT
+from asr.system import sysinfo
+from asr.system.cpu import CpuFeatures, default_linear_kernels, detect_cpu
 from tuning.precision_check import fastest_reduced_precision
 
 CPU = torch.device("cpu")
@@ -121,7 +121,7 @@ def test_an_engine_makes_every_decision_for_its_cpu(kind, loaded_tiny):
 
 @pytest.mark.parametrize("kind", SIMULATED)
 def test_the_bench_skips_bf16_with_the_reason_where_the_cpu_lacks_it(kind):
-    from tuning.bench import precision_skip_reason
+    from benchmarks.bench import precision_skip_reason
 
     reason = precision_skip_reason("bf16", "cpu", SIMULATED[kind])
     if EXPECTED[kind][0]:

@@ -15,8 +15,8 @@ import torch
 from conftest import speechlike, tiny_settings
 
 from asr.engine import Engine
-from asr.hotwords import HotwordError
-from asr.precision import PrecisionUnavailable, check_precision
+from asr.recognition.hotwords import HotwordError
+from asr.recognition.precision import PrecisionUnavailable, check_precision
 from asr.settings import PROJECT_ROOT
 
 
@@ -235,7 +235,7 @@ def test_out_of_memory_alone_halves_the_piece_at_a_quiet_point(engine, reference
     assert result.ok and result.backed_off and run.stats.backoffs == 1
     assert any("cut at quiet points" in w for w in result.warnings)
 
-    from asr.segment import quiet_split_frame
+    from asr.speech.segment import quiet_split_frame
 
     cut = quiet_split_frame(feats, floor=int(2.0 * engine.features.frames_per_second))
     assert pause_from <= cut / engine.features.frames_per_second <= pause_to
@@ -246,7 +246,7 @@ def test_out_of_memory_alone_halves_the_piece_at_a_quiet_point(engine, reference
 def test_out_of_memory_splits_stop_at_the_floor(engine, clip_dir):
     """Below OOM_SPLIT_FLOOR_S a piece is not cut again: that file fails with a clear message;
     files that fit are untouched."""
-    from asr.batcher import OOM_SPLIT_FLOOR_S
+    from asr.recognition.batcher import OOM_SPLIT_FLOOR_S
 
     files = sorted(clip_dir.glob("*.wav"))
     frames_per_s = engine.features.frames_per_second
@@ -287,7 +287,7 @@ def test_batches_group_similar_lengths(engine):
 
 def test_skipping_full_masks_is_bit_identical(engine, reference_wavs):
     """The encoder's mask shortcut for unpadded input changes no value, alone or in a padded batch."""
-    from asr.recognizer import skip_full_attention_masks
+    from asr.recognition.recognizer import skip_full_attention_masks
 
     model = engine.loaded.model
     assert engine.recognizer.masks_skipped == len(model.encoder.encoders) + len(model.encoder.encoders0)
@@ -444,8 +444,8 @@ def test_lanes_split_the_threads_and_give_them_back(engine, clip_dir, monkeypatc
 
 def test_linear_layers_run_on_onednn_and_agree_with_torch(engine, reference_wavs):
     """cpu_gemm=onednn: every linear goes through oneDNN; torch's own kernels give the same values."""
-    from asr.cpu_kernels import onednn_linear_works, uses_onednn
-    from asr.model import load_model
+    from asr.recognition.cpu_kernels import onednn_linear_works, uses_onednn
+    from asr.recognition.model import load_model
 
     assert onednn_linear_works(), "this torch build should ship oneDNN on x86"
     cache_dir = engine.settings.resolve_path(engine.settings.cache_dir)
@@ -528,7 +528,7 @@ def _two_fresh_threads(set_count) -> dict[int, int]:
 def test_a_fresh_lane_keeps_the_thread_count_it_set():
     """torch sets a new thread's count lazily, on its first op, from whatever count any thread set
     last: plain set_num_threads in a fresh lane can be undone that way. set_thread_count sticks."""
-    from asr.threads import set_thread_count
+    from asr.system.threads import set_thread_count
 
     assert _two_fresh_threads(torch.set_num_threads) == {0: 1, 1: 1}  # torch's trap, still there
     assert _two_fresh_threads(set_thread_count) == {0: 2, 1: 1}
@@ -557,12 +557,12 @@ def test_lanes_keep_their_share_after_another_side_by_side_engine(engine, clip_d
 
 
 def test_onednn_unavailable_falls_back_to_torch_kernels(engine, monkeypatch, caplog):
-    import asr.model
+    import asr.recognition.model
 
-    monkeypatch.setattr(asr.model, "onednn_linear_works", lambda: False)
+    monkeypatch.setattr(asr.recognition.model, "onednn_linear_works", lambda: False)
     cache_dir = engine.settings.resolve_path(engine.settings.cache_dir)
-    with caplog.at_level(logging.WARNING, logger="asr.model"):
-        loaded = asr.model.load_model("random:tiny", "cpu", cache_dir, 2, cpu_gemm="onednn")
+    with caplog.at_level(logging.WARNING, logger="asr.recognition.model"):
+        loaded = asr.recognition.model.load_model("random:tiny", "cpu", cache_dir, 2, cpu_gemm="onednn")
     assert loaded.cpu_gemm == "torch"
     assert "cannot run oneDNN linears" in caplog.text
     with caplog.at_level(logging.WARNING, logger="asr.engine"):
@@ -572,7 +572,7 @@ def test_onednn_unavailable_falls_back_to_torch_kernels(engine, monkeypatch, cap
 
 def test_onednn_linear_hands_back_to_torch_where_it_cannot_serve():
     """Training (gradients), other dtypes and empty inputs go to torch's own linear, unchanged."""
-    from asr.cpu_kernels import use_onednn_linears, uses_onednn
+    from asr.recognition.cpu_kernels import use_onednn_linears, uses_onednn
 
     layer = torch.nn.Sequential(torch.nn.Linear(16, 8))
     assert use_onednn_linears(layer) == 1 and use_onednn_linears(layer) == 0  # idempotent

@@ -9,8 +9,8 @@ import zipfile
 
 import pytest
 
-from asr import export
 from asr.results import Result, Segment
+from asr.text import export
 
 
 def _results() -> list[Result]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from asr.folders import (
+from asr.audio.folders import (
     FolderError,
     allowed_roots,
     check_batch_limits,
@@ -116,7 +116,7 @@ def test_a_fifo_named_like_audio_is_skipped(tmp_path):
     """Reading a FIFO blocks forever; the listing must never hand one to the engine."""
     import os
 
-    from asr.folders import list_audio_files
+    from asr.audio.folders import list_audio_files
 
     root = tmp_path / "root"
     root.mkdir()

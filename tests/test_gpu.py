@@ -135,7 +135,7 @@ def test_batches_never_change_tokens_fp32(device_engine, mixed_files):
 def test_reduced_precision_tokens_against_fp32(device_engine, mixed_files, precision):
     """fp16 and bf16 run every file; the share of tokens that agree with fp32 is reported (random
     weights give flat scores, so reduced precision may flip more tokens than a trained model)."""
-    from asr.model import ModelLoadError
+    from asr.models import ModelLoadError
 
     overrides = precision_overrides(precision)
     if overrides is None:
@@ -244,9 +244,9 @@ def test_real_cuda_out_of_memory_alone_halves_the_piece(device_engine, tmp_path)
 
 
 def test_nvml_reports_the_card(device_engine):
-    """asr.gpu's NVML figures: the card's name, memory and utilisation, beside torch's own."""
+    """asr.system.gpu's NVML figures: the card's name, memory and utilisation, beside torch's own."""
     needs_cuda()
-    from asr.gpu import gpu_memory
+    from asr.system.gpu import gpu_memory
 
     info = gpu_memory(device_engine.loaded.device)
     free, total = torch.cuda.mem_get_info(device_engine.loaded.device)

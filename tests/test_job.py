@@ -22,8 +22,8 @@ import soundfile
 from audio_factory import write_audio
 from conftest import speechlike, tiny_settings
 
-from asr.job import list_inputs, result_from_record, settings_fingerprint
-from asr.job_store import JobBusy, JobStore, read_results
+from asr.jobs.ray_job import list_inputs, result_from_record, settings_fingerprint
+from asr.jobs.store import JobBusy, JobStore, read_results
 from asr.settings import PROJECT_ROOT
 
 # Ray Data copies its context with every deprecated option read once: its noise, not ours.
@@ -194,7 +194,7 @@ def baseline(ray_address, job_inputs, tmp_path_factory):
     """The module's job run, with per-file formats, during which one actor dies: the fault seam
     exits its process after it recognised a batch and before it returned it (Ray restarts the
     actor and retries the batch). (summary, records, output folder, the seam's marker)."""
-    from asr.job import run_job
+    from asr.jobs.ray_job import run_job
 
     output = tmp_path_factory.mktemp("job-baseline")
     marker = output.parent / f"{output.name}-died"
@@ -247,8 +247,8 @@ def test_an_actor_that_dies_mid_batch_loses_and_doubles_nothing(baseline, job_in
 def test_read_stage_keys_on_bytes_and_skips_what_is_done(reference_wavs, tmp_path):
     """A read task (called directly): the key is the bytes' hash with the settings; a done key
     is skipped without decoding, changed bytes are not done, a bad file is an error row."""
-    from asr.job import read_batch
-    from asr.job_store import content_hash
+    from asr.jobs.ray_job import read_batch
+    from asr.jobs.store import content_hash
 
     changed = tmp_path / "changed.wav"
     samples, rate = soundfile.read(reference_wavs[0])
@@ -266,7 +266,7 @@ def test_read_stage_keys_on_bytes_and_skips_what_is_done(reference_wavs, tmp_pat
 def test_an_engine_that_cannot_start_is_a_usage_error(ray_address, reference_wavs, tmp_path):
     """A model that will not load stops the job with its reason (exit 2), as in transcribe; so
     does device cuda on a cluster without a GPU, before any actor starts."""
-    from asr.job import JobSetupError, run_job
+    from asr.jobs.ray_job import JobSetupError, run_job
 
     proc = run_cli("job", str(reference_wavs[0]), "--output", str(tmp_path / "a"), *FLAGS,
                    "--model", str(tmp_path / "no-model"), "--address", ray_address, "--quiet")
@@ -309,7 +309,7 @@ def test_a_killed_job_resumes_without_redoing_or_doubling(ray_address, baseline,
     assert {r["path"] for r in part_records(output) if r["error"] is None} == {
         r["path"] for r in records if r["error"] is None}  # nothing done twice
 
-    from asr.job import run_job
+    from asr.jobs.ray_job import run_job
 
     # A setting that changes results: nothing done under the old settings is reused.
     subset = job_inputs[:3] + job_inputs[-1:]

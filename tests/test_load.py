@@ -1,4 +1,4 @@
-"""`python -m tuning.load`: the load command runs end to end on random:tiny, both modes reported.
+"""`python -m benchmarks.load`: the load command runs end to end on random:tiny, both modes reported.
 
 The smoke tests drive real servers with the official `openai` client, as the command does; they
 use tiny files, 2-3 clients and one round, so they check the plumbing and the report, not speed.
@@ -13,8 +13,8 @@ import pytest
 from conftest import free_port
 
 import api
-from tuning import load
-from tuning.bench_clips import Clip
+from benchmarks import load
+from benchmarks.clips import Clip
 
 EMPTY_CONFIG = str(Path(__file__).resolve().parent / "empty_config.yaml")
 TINY_RUN = ["--model", "random:tiny", "--device", "cpu", "--config", EMPTY_CONFIG, "--vad", "energy",

@@ -9,7 +9,7 @@ import torch
 from conftest import tiny_settings
 
 from asr.engine import Engine
-from asr.memory_model import (
+from asr.recognition.memory_model import (
     NO_LIMIT,
     MemoryModel,
     MemoryPoint,
@@ -186,7 +186,7 @@ def test_the_engine_loads_a_fitted_model_and_the_wizard_shows_its_prediction(eng
                                                                               tmp_path):
     """A CPU engine uses a model fitted beforehand (here: into its cache_dir), none otherwise;
     the wizard's table puts the prediction beside each measured run."""
-    from asr.memory_model import cache_path
+    from asr.recognition.memory_model import cache_path
     from tuning.wizard import TABLE_COLUMNS, run_wizard
 
     assert Engine(tiny_settings(cache_dir=str(tmp_path)), loaded=engine.loaded).batcher.memory_model is None

@@ -8,9 +8,11 @@ import time
 import pytest
 import yaml
 
-from asr import model as model_module
-from asr.model import ModelLoadError, import_funasr, resolve_model_dir
-from asr.random_model import build_config, build_vocabulary
+from asr.models import ModelLoadError, hub
+from asr.models.funasr import import_funasr
+from asr.models.loader import model_dir
+from asr.models.random_weights.seaco import build_config, build_vocabulary
+from asr.recognition.model import SEACO_MODEL
 
 
 def test_generated_directory_has_modelscope_layout(loaded_tiny):
@@ -46,22 +48,22 @@ def test_large_config_is_the_real_architecture():
 
 def test_unknown_random_size_and_bad_paths(tmp_path):
     with pytest.raises(ModelLoadError, match="tiny, large"):
-        resolve_model_dir("random:huge", tmp_path)
+        model_dir("random:huge", SEACO_MODEL, tmp_path)
     (tmp_path / "empty_model").mkdir()
     with pytest.raises(ModelLoadError, match="lacks config.yaml, model.pt"):
-        resolve_model_dir(str(tmp_path / "empty_model"), tmp_path)
+        model_dir(str(tmp_path / "empty_model"), SEACO_MODEL, tmp_path)
     with pytest.raises(ModelLoadError, match="not a directory"):
-        resolve_model_dir("./no/such/dir", tmp_path)
+        model_dir("./no/such/dir", SEACO_MODEL, tmp_path)
 
 
 def test_uncached_hub_model_offline_fails_fast(tmp_path, monkeypatch):
     monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "ms-cache"))
     # The discard port on loopback is closed: the same answer a machine without network gets.
-    monkeypatch.setattr(model_module, "MODELSCOPE_HOST", ("127.0.0.1", 9))
+    monkeypatch.setattr(hub, "MODELSCOPE_HOST", ("127.0.0.1", 9))
     started = time.monotonic()
     with pytest.raises(ModelLoadError) as caught:
-        resolve_model_dir("iic/speech_seaco_paraformer_large_asr_nat-zh-cn-16k-common-vocab8404-pytorch",
-                          tmp_path)
+        model_dir("iic/speech_seaco_paraformer_large_asr_nat-zh-cn-16k-common-vocab8404-pytorch", SEACO_MODEL,
+                  tmp_path)
     assert time.monotonic() - started < 30
     message = str(caught.value)
     assert "cannot be downloaded" in message and "random:tiny" in message

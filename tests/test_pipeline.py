@@ -10,8 +10,8 @@ import soundfile
 import torch
 from conftest import speechlike, tiny_settings
 
+from asr.audio.preload import PreloadPipeline, Prepared
 from asr.engine import Engine
-from asr.pipeline import PreloadPipeline, Prepared
 
 
 def test_preload_gives_the_same_transcripts(engine, clip_dir, reference_wavs, tmp_path):
@@ -72,7 +72,7 @@ def test_pipeline_benchmark_command_smoke(tmp_path, loaded_tiny):
     """The measuring command runs end to end and writes its JSON (no timing assertions)."""
     import json
 
-    from tuning.pipeline_bench import main
+    from benchmarks.pipeline import main
 
     out = tmp_path / "pipeline.json"
     assert main(["--model", "random:tiny", "--device", "cpu", "--files", "2", "--repeats", "1",

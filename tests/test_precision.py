@@ -11,10 +11,10 @@ import pytest
 import torch
 from conftest import free_port, tiny_settings
 
-from asr.cpu import detect_cpu
 from asr.engine import Engine
 from asr.settings import PROJECT_ROOT, load_settings
-from tuning.bench_report import edit_distance
+from asr.system.cpu import detect_cpu
+from benchmarks.report import edit_distance
 from tuning.config_file import ConfigWriteError, write_setting
 from tuning.precision_check import PrecisionCheckError, fastest_reduced_precision, run_precision_check
 
@@ -102,7 +102,7 @@ def test_the_tuning_tab_checks_applies_and_saves_a_precision(engine, reference_w
     import gradio as gr
     from gradio_client import Client, handle_file
 
-    from tuning.ui import build_tuning_tab
+    from ui.tuning_tab import build_tuning_tab
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
     config = tmp_path / "config.yaml"
@@ -148,7 +148,7 @@ def _fused_kernel_ran(recognizer, feats) -> bool:
 
 
 def _samples(path):
-    from asr import audio as audio_io
+    from asr.audio import decode as audio_io
 
     return audio_io.decode_bytes(audio_io.read_file(path), path.name).samples
 

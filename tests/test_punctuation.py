@@ -17,11 +17,12 @@ import torch
 import yaml
 from conftest import tiny_settings
 
-from asr.model import ModelLoadError, import_funasr
-from asr.punctuation import Punctuator, load_punctuator
-from asr.random_model import build_vocabulary as asr_vocabulary
-from asr.random_model import ensure_random_model
-from asr.random_punc import PUNC_LIST, build_config, build_vocabulary
+from asr.models import ModelLoadError
+from asr.models.funasr import import_funasr
+from asr.models.random_weights.punctuation import PUNC_LIST, build_config, build_vocabulary
+from asr.models.random_weights.seaco import SEACO
+from asr.models.random_weights.seaco import build_vocabulary as asr_vocabulary
+from asr.text.punctuation import Punctuator, load_punctuator
 
 ALLOWED = {"", "，", "。", "？", "、"}
 SENTENCE_ENDS = {"。", "？"}
@@ -112,13 +113,13 @@ def test_broken_directory_fails_clearly(tmp_path, cache_dir):
 
 
 def test_non_ct_directory_is_refused(cache_dir):
-    asr_dir = ensure_random_model("random:tiny", cache_dir / "models")
-    with pytest.raises(ModelLoadError, match="holds a SeacoParaformer, but punctuation needs a CTTrans"):
+    asr_dir = SEACO.ensure("random:tiny", cache_dir / "models")
+    with pytest.raises(ModelLoadError, match="holds a SeacoParaformer, but the punctuation model must be a CTTrans"):
         load_punctuator(str(asr_dir), "cpu", cache_dir)
 
 
 def test_unknown_random_size_fails_clearly(cache_dir):
-    with pytest.raises(ModelLoadError, match="random size must be one of"):
+    with pytest.raises(ModelLoadError, match="size must be one of tiny, large"):
         load_punctuator("random:huge", "cpu", cache_dir)
 
 

@@ -17,11 +17,11 @@ import torch
 import torchaudio.functional
 from conftest import speechlike, tiny_settings
 
-from asr.audio import to_mono_16k
+from asr.audio.decode import to_mono_16k
 from asr.engine import Engine
-from asr.gpu import process_rss_mb
-from asr.realtime import FRAME_S, LiveSession, StreamResampler, join_text
+from asr.live import FRAME_S, LiveSession, StreamResampler, join_text
 from asr.settings import PROJECT_ROOT, RealtimeSettings
+from asr.system.gpu import process_rss_mb
 
 MIC_RATE = 48000
 MIC_CHUNK = 4800  # what Gradio's streaming gr.Audio hands the handler every 0.1 s
@@ -351,9 +351,9 @@ def test_silero_endpointing_cuts_at_the_pauses_of_real_speech(loaded_tiny, refer
     """With vad: silero the live stream is cut where Silero hears the speaker stop: three real
     recordings with 1.2 s pauses between them, pushed in 0.1 s chunks at 48 kHz, give finalised
     segments inside the recordings' spans, punctuated when the engine punctuates."""
-    from asr.punctuation import load_punctuator
-    from asr.realtime import Segmenter, frame_detector
-    from asr.vad import SileroStream
+    from asr.live import Segmenter, frame_detector
+    from asr.speech.vad import SileroStream
+    from asr.text.punctuation import load_punctuator
 
     engine = Engine(tiny_settings(vad="silero"), loaded=loaded_tiny,
                     punctuator=load_punctuator("random:tiny", "cpu", PROJECT_ROOT / ".cache"))

@@ -18,10 +18,10 @@ import torch
 from conftest import tiny_settings
 
 from asr.engine import Engine
-from asr.punctuation import load_punctuator
-from asr.sentences import CueLimits, TimedWord, cut_sentences, render
-from asr.transcript import Piece, assemble
-from asr.vad import SileroVad, load_detector, plan_segments
+from asr.speech.vad import SileroVad, load_detector, plan_segments
+from asr.text.punctuation import load_punctuator
+from asr.text.sentences import CueLimits, TimedWord, cut_sentences, render
+from asr.text.transcript import Piece, assemble
 
 RATE = 16000
 FRAME = RATE // 50
@@ -319,7 +319,7 @@ def test_a_long_pause_ends_a_cue_even_mid_sentence():
 
 def test_marks_of_the_wrong_length_are_refused_not_misaligned():
     """FunASR #1410/#1795: punctuation and times of different lengths. Never paired off wrongly."""
-    from asr.recognizer import Decoded, DecodedWord
+    from asr.recognition.recognizer import Decoded, DecodedWord
 
     words = [DecodedWord(c, -0.1, 1, i * 0.2, i * 0.2 + 0.2) for i, c in enumerate("今天天气很好")]
     piece = Piece(1.0, 2.5, Decoded([1] * 6, "今天天气很好", 0.9, words))

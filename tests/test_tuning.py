@@ -18,7 +18,7 @@ import pytest
 import yaml
 from conftest import free_port, tiny_settings
 
-from asr import audio as audio_io
+from asr.audio import decode as audio_io
 from asr.settings import PROJECT_ROOT
 from tuning.config_file import ConfigWriteError, write_batch_size
 from tuning.knee import Measurement, choose_golden, explain, find_knee, neighbours
@@ -265,7 +265,7 @@ def test_ui_endpoint_tunes_applies_and_saves(engine, reference_wavs, tmp_path, m
     from gradio_client.exceptions import AppError
 
     from asr.engine import Engine
-    from tuning.ui import build_tuning_tab
+    from ui.tuning_tab import build_tuning_tab
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
     config = tmp_path / "config.yaml"
@@ -330,7 +330,7 @@ def test_save_refuses_a_size_the_server_would_refuse(tmp_path):
 @pytest.mark.parametrize("text, sizes", [("2,4", [2, 4]), ("2, 4 6;8", [2, 4, 6, 8]), ("", [])])
 def test_one_reading_of_typed_batch_sizes(text, sizes):
     """The tab, `python -m tuning --sizes` and the bench's --b-sizes all read sizes this way."""
-    from tuning.bench import _sizes as bench_sizes
+    from benchmarks.bench import _sizes as bench_sizes
     from tuning.wizard import sizes_from_text
 
     assert sizes_from_text(text) == sizes

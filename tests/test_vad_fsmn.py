@@ -23,10 +23,11 @@ import torchaudio.compliance.kaldi as kaldi
 import yaml
 from conftest import tiny_settings
 
-import asr.model as model_module
-from asr.model import ModelLoadError
-from asr.random_vad import GENERATOR_VERSION, REAL_CONFIG, ensure_random_vad
-from asr.vad_fsmn import CHUNK_SAMPLES, DEFAULT_FSMN_VAD, FsmnVad, load_fsmn_vad
+from asr.models import ModelLoadError, hub
+from asr.models.loader import model_dir
+from asr.models.random_weights.fsmn_vad import FSMN_VAD, GENERATOR_VERSION, REAL_CONFIG
+from asr.recognition.model import SEACO_MODEL
+from asr.speech.fsmn import CHUNK_SAMPLES, DEFAULT_FSMN_VAD, FsmnVad, load_fsmn_vad
 
 RATE = 16000
 FRAME = RATE // 100  # FunASR's VAD decides per 10 ms frame
@@ -288,10 +289,10 @@ def test_generated_directory_has_modelscope_layout(vad, cache_dir):
 
 
 def test_generation_is_atomic_and_done_once(tmp_path):
-    directory = ensure_random_vad("random:tiny", tmp_path)
+    directory = FSMN_VAD.ensure("random:tiny", tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [directory.name]  # no staging left
     stamp = (directory / "model.pt").stat().st_mtime_ns
-    assert ensure_random_vad("random:tiny", tmp_path) == directory
+    assert FSMN_VAD.ensure("random:tiny", tmp_path) == directory
     assert (directory / "model.pt").stat().st_mtime_ns == stamp
 
 
@@ -305,8 +306,8 @@ def test_load_errors_are_clear(tmp_path, cache_dir, vad):
         load_fsmn_vad("./no/such/vad", "cpu", tmp_path)
 
     # The ASR model given as the VAD: FunASR loads it, but it is the wrong class.
-    asr_dir = model_module.resolve_model_dir("random:tiny", cache_dir)
-    with pytest.raises(ModelLoadError, match="holds a SeacoParaformer.*needs FsmnVADStreaming"):
+    asr_dir = model_dir("random:tiny", SEACO_MODEL, cache_dir)
+    with pytest.raises(ModelLoadError, match="holds a SeacoParaformer.*FsmnVADStreaming"):
         load_fsmn_vad(str(asr_dir), "cpu", tmp_path)
 
     # The right model with the offline frontend.
@@ -329,7 +330,7 @@ def test_load_errors_are_clear(tmp_path, cache_dir, vad):
 def test_uncached_hub_vad_offline_fails_fast(tmp_path, monkeypatch):
     monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "ms-cache"))
     # The discard port on loopback is closed: the same answer a machine without network gets.
-    monkeypatch.setattr(model_module, "MODELSCOPE_HOST", ("127.0.0.1", 9))
+    monkeypatch.setattr(hub, "MODELSCOPE_HOST", ("127.0.0.1", 9))
     started = time.monotonic()
     with pytest.raises(ModelLoadError, match="fsmn VAD model .*cannot be downloaded"):
         load_fsmn_vad(DEFAULT_FSMN_VAD, "cpu", tmp_path)

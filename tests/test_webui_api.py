@@ -20,10 +20,12 @@ from gradio_client.exceptions import AppError
 
 import launch
 import webui
-from asr import export
-from asr.console import settings_for_command
+from ui.batch_tab import BATCH_HEADERS
+from ui.common import RECOGNITION_QUEUE
 from asr.engine import Engine
 from asr.settings import PROJECT_ROOT
+from asr.system.console import settings_for_command
+from asr.text import export
 
 MAX_FILES = 4
 # Gradio's queue statistics use pandas options that pandas 3 deprecates; not ours to fix.
@@ -78,7 +80,7 @@ def test_recognition_events_run_side_by_side_and_the_wizard_alone(served):
     deps = {d.api_name: d for d in served["demo"].fns.values()}
     for name in ("transcribe_file", "transcribe_batch", "transcribe_folder"):
         assert deps[name].concurrency_limit == served["engine"].settings.server.ui_concurrency > 1
-        assert deps[name].concurrency_id == webui.RECOGNITION_QUEUE
+        assert deps[name].concurrency_id == RECOGNITION_QUEUE
     assert deps["tune_batch_size"].concurrency_limit == 1
 
 
@@ -142,7 +144,7 @@ def test_transcribe_batch_with_a_corrupt_file(client, served, clip_dir, tmp_path
         [handle_file(str(good[0])), handle_file(str(bad)), handle_file(str(good[1]))], "", 2,
         api_name="/transcribe_batch")
     rows = table["data"]
-    assert table["headers"] == webui.BATCH_HEADERS
+    assert table["headers"] == BATCH_HEADERS
     assert [r[0] for r in rows] == ["clip01.wav", "broken.mp3", "clip03.wav"]
     assert [rows[0][1], rows[2][1]] == [e.text for e in expected]
     assert rows[0][5] == rows[2][5] == "ok"
@@ -369,9 +371,9 @@ def test_a_chunk_after_stop_does_not_leak_into_the_next_recording(engine):
     """Gradio may deliver a take's last chunk after Stop; it must not open the next take's session."""
     import numpy as np
 
-    from asr import realtime
+    from ui.live_tab import LiveSessions
 
-    sessions = webui.LiveSessions(engine, realtime)
+    sessions = LiveSessions(engine)
     try:
         first = sessions.use("page", "甲乙")
         first.push(48000, np.zeros(4800, dtype=np.int16))

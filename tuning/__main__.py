@@ -15,9 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-from asr.console import ProgressBar, add_engine_flags, engine_overrides, settings_for_command
-
-from .wizard import WizardError, sizes_from_text
+from asr.system.console import ProgressBar, add_engine_flags, engine_overrides, settings_for_command
+from tuning.wizard import WizardError, sizes_from_text
 
 
 def _sizes(text: str) -> list[int]:
@@ -79,10 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from asr.engine import Engine
-    from asr.model import ModelLoadError
-
-    from .config_file import ConfigWriteError, write_batch_size
-    from .wizard import run_wizard
+    from asr.models import ModelLoadError
+    from tuning.config_file import ConfigWriteError, write_batch_size
+    from tuning.wizard import run_wizard
 
     if args.check_precision or args.save_precision:
         return _precision(args, settings)
@@ -124,11 +122,10 @@ def _report(json_out: str | None, data: dict, lines: list[str]) -> None:
 def _precision(args: argparse.Namespace, settings) -> int:
     """The precision check and/or saving a precision: `--check-precision`, `--save-precision`."""
     from asr.engine import Engine
-    from asr.model import ModelLoadError
-
-    from .config_file import ConfigWriteError, write_setting
-    from .precision_check import PrecisionCheckError, run_precision_check
-    from .wizard import aligned_table
+    from asr.models import ModelLoadError
+    from tuning.config_file import ConfigWriteError, write_setting
+    from tuning.precision_check import PrecisionCheckError, run_precision_check
+    from tuning.wizard import aligned_table
 
     if args.check_precision:
         try:

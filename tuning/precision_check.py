@@ -19,10 +19,9 @@ from pathlib import Path
 
 import torch
 
-from asr.cpu import CpuFeatures
-from asr.precision import PrecisionUnavailable, check_precision
-
-from .bench_report import edit_distance
+from asr.recognition.precision import PrecisionUnavailable, check_precision
+from asr.system.cpu import CpuFeatures
+from benchmarks.report import edit_distance
 
 log = logging.getLogger(__name__)
 

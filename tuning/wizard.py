@@ -26,10 +26,9 @@ from pathlib import Path
 import soundfile
 import torch
 
-from asr import audio as audio_io
-from asr.gpu import gpu_memory, process_rss_mb, release_cached_memory, reset_peak_memory
-
-from .knee import Measurement, choose_golden, explain, find_knee, neighbours, over_limit
+from asr.audio import decode as audio_io
+from asr.system.gpu import gpu_memory, process_rss_mb, release_cached_memory, reset_peak_memory
+from tuning.knee import Measurement, choose_golden, explain, find_knee, neighbours, over_limit
 
 log = logging.getLogger(__name__)
 
@@ -319,7 +318,7 @@ class _Wizard:
         self.units_per_input = 1
         if self.engine.batcher.memory_model is None:
             self.notes.append("no memory model, so no predicted memory: on a GPU the engine fits one at "
-                              "start; on a CPU run `python -m asr.memory_model --model ... --save`")
+                              "start; on a CPU run `python -m asr.recognition.memory_model --model ... --save`")
         if self.gpu:
             info = gpu_memory(self.device)
             self.memory_total_mb = info.total_mb

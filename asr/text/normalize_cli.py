@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 
-from .numbers import ChineseITN, default_itn
+from asr.text.numbers import ChineseITN, default_itn
 
 DESCRIPTION = ("write numbers, dates and amounts in Chinese text as people write them "
                "(inverse text normalisation)")

@@ -1,0 +1,1 @@
+"""`python -m asr job`: recognise an archive on a Ray cluster, resumably (Ray is an optional extra)."""

@@ -1,0 +1,166 @@
+"""Turn results into the files users download: per file txt, json, srt, vtt, tsv; per batch csv,
+json and a zip of the chosen per-file formats.
+
+Pure functions returning str or bytes, so the UI, the CLI and tests share one definition of each
+format and none of them needs a web server to check it. Subtitle cues are the result's segments
+(sentences with timestamps on), never one giant cue per file. Failed files stay in every batch
+export with their error, so an export never silently hides a file that went wrong.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from collections.abc import Sequence
+from pathlib import PurePath
+
+from asr.results import Result, Segment
+
+CSV_COLUMNS = ("file", "text", "confidence", "duration_s", "processing_s", "rtf", "status", "error")
+FORMATS = ("txt", "json", "srt", "vtt", "tsv")
+_MIN_CUE_S = 0.001  # a cue must end after it starts; a zero-length word still gets one
+
+
+def status_of(result: Result) -> str:
+    """'ok' or the error message: the one-word answer a results table shows."""
+    return "ok" if result.ok else f"error: {result.error}"
+
+
+def parse_formats(text: str | Sequence[str]) -> list[str]:
+    """`txt,srt` or ["txt", "srt"] or "all" -> a checked list of FORMATS, in FORMATS' order."""
+    names = [n.strip().lower() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    if "all" in names:
+        return list(FORMATS)
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown or not names:
+        raise ValueError(f"unknown format(s) {', '.join(unknown) or '(none)'}; choose from "
+                         f"{', '.join(FORMATS)} or all")
+    return [f for f in FORMATS if f in names]
+
+
+# ---- one file ------------------------------------------------------------------------------------
+
+def clock(seconds: float, separator: str = ".") -> str:
+    """HH:MM:SS.mmm (VTT, tables) or, with ",", HH:MM:SS,mmm (SRT)."""
+    millis = max(0, int(round(seconds * 1000)))
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, millis = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
+
+
+def _cues(result: Result) -> list[Segment]:
+    """Segments fit to be cues: text present, end after start, in time order."""
+    cues = []
+    for segment in result.segments:
+        text = " ".join(segment.text.split())  # a cue line never holds a line break of its own
+        if text:
+            end = max(segment.end_s, segment.start_s + _MIN_CUE_S)
+            cues.append(Segment(segment.start_s, end, text, segment.confidence))
+    return sorted(cues, key=lambda c: (c.start_s, c.end_s))
+
+
+def srt(result: Result) -> str:
+    blocks = [f"{n}\n{clock(c.start_s, ',')} --> {clock(c.end_s, ',')}\n{c.text}\n"
+              for n, c in enumerate(_cues(result), 1)]
+    return "\n".join(blocks)
+
+
+def vtt(result: Result) -> str:
+    blocks = [f"{clock(c.start_s, '.')} --> {clock(c.end_s, '.')}\n{c.text}\n" for c in _cues(result)]
+    return "WEBVTT\n\n" + "\n".join(blocks)
+
+
+def tsv(result: Result) -> str:
+    """start, end (integer milliseconds, as Whisper writes them) and text: a spreadsheet's view."""
+    lines = ["start\tend\ttext"]
+    lines += [f"{round(c.start_s * 1000)}\t{round(c.end_s * 1000)}\t{c.text.replace(chr(9), ' ')}"
+              for c in _cues(result)]
+    return "\n".join(lines) + "\n"
+
+
+def txt(result: Result) -> str:
+    return (result.text if result.ok else f"[error] {result.error}") + "\n"
+
+
+def json_one(result: Result) -> str:
+    data = result.to_dict()
+    data["status"] = "ok" if result.ok else "error"
+    return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+
+
+WRITERS = {"txt": txt, "json": json_one, "srt": srt, "vtt": vtt, "tsv": tsv}
+
+
+def render(result: Result, fmt: str) -> str:
+    return WRITERS[fmt](result)
+
+
+def file_names(results: Sequence[Result]) -> list[str]:
+    """A distinct stem per input (a.wav and a.mp3 must not overwrite each other's a.srt)."""
+    used: set[str] = set()
+    return [unique_name(PurePath(r.file).stem or "audio", used) for r in results]
+
+
+def unique_name(stem: str, used: set[str]) -> str:
+    """`stem`, or `stem-2`, `stem-3`... if taken; the name returned is added to `used`."""
+    name, number = stem, 2
+    while name in used:
+        name = f"{stem}-{number}"
+        number += 1
+    used.add(name)
+    return name
+
+
+# ---- a batch -------------------------------------------------------------------------------------
+
+def to_txt(results: Sequence[Result]) -> str:
+    """One file: just the text. Several: a header line per file, a blank line between files."""
+    if len(results) == 1:
+        return txt(results[0])
+    return "\n".join(f"# {r.file}\n{txt(r)}" for r in results)
+
+
+def to_json(results: Sequence[Result]) -> str:
+    """A JSON list of result dicts (Result.to_dict plus a status), UTF-8 text, Chinese unescaped."""
+    rows = []
+    for r in results:
+        data = r.to_dict()
+        data["status"] = "ok" if r.ok else "error"
+        rows.append(data)
+    return json.dumps(rows, ensure_ascii=False, indent=2) + "\n"
+
+
+def result_row(result: Result) -> list:
+    """The CSV_COLUMNS values for one result, rounded for people rather than machines."""
+    return [
+        result.file, result.text, round(result.confidence, 4), round(result.duration_s, 3),
+        round(result.processing_s, 3), round(result.rtf, 4), "ok" if result.ok else "error",
+        result.error or "",
+    ]
+
+
+def to_csv(results: Sequence[Result]) -> str:
+    """CSV with a header row. Starts with a UTF-8 BOM so spreadsheet programs read Chinese right."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for r in results:
+        writer.writerow(result_row(r))
+    return "\ufeff" + buffer.getvalue()
+
+
+def to_zip(results: Sequence[Result], formats: Sequence[str] = ("txt",)) -> bytes:
+    """One file per input and format (named after the input); a failed input gets
+    `<name>.error.txt` with its error instead, so it is not silently missing."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for result, stem in zip(results, file_names(results), strict=True):
+            if not result.ok:
+                archive.writestr(f"{stem}.error.txt", txt(result))
+                continue
+            for fmt in formats:
+                archive.writestr(f"{stem}.{fmt}", render(result, fmt))
+    return buffer.getvalue()
