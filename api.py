@@ -18,6 +18,7 @@ import functools
 import hmac
 import json
 import logging
+import math
 import os
 import tempfile
 import threading
@@ -28,8 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
+import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.datastructures import UploadFile
 
@@ -89,8 +92,6 @@ def build_api(engine: Engine) -> FastAPI:
     max_bytes = settings.server.max_file_size_mb * 2**20
     accepted_models = {MODEL_ID, *MODEL_ALIASES, engine.loaded.spec}
     if settings.server.cors_origins:  # off unless listed: browsers elsewhere may not call us
-        from fastapi.middleware.cors import CORSMiddleware
-
         app.add_middleware(CORSMiddleware, allow_origins=settings.server.cors_origins,
                            allow_methods=["GET", "POST"], allow_headers=["*"])
 
@@ -317,8 +318,6 @@ def verbose(result: Result, granularities: list[str]) -> dict[str, Any]:
 
 
 def _log(value: float) -> float:
-    import math
-
     return math.log(value) if value > 0 else -100.0
 
 
@@ -398,8 +397,6 @@ def _sse(payload: dict[str, Any], event: str | None = None) -> bytes:
 
 def serve(app: FastAPI, host: str, port: int):
     """A uvicorn server for `app` on its own thread; returns it once it accepts connections."""
-    import uvicorn
-
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
                             timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)

@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
 
+    # deliberate lazy imports: torch, FunASR and Gradio load only once the settings are good
     from asr.engine import Engine
     from asr.models import ModelLoadError
 
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    import api
+    import api  # deliberate lazy imports: FastAPI and Gradio, after the engine started
     import webui
 
     app = api.build_api(engine)

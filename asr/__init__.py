@@ -7,8 +7,8 @@ __all__ = ["Engine", "Result", "RunStats", "Settings", "SettingsError", "Transcr
 
 
 def __getattr__(name: str):
-    # The engine pulls in torch and FunASR; keep `import asr` cheap for settings-only users.
     if name == "Engine":
+        # deliberate lazy import: the engine pulls in torch and FunASR; `import asr` stays cheap
         from asr.engine import Engine
 
         return Engine

@@ -1,4 +1,9 @@
-"""`python -m asr transcribe FILE...`: headless recognition with the same engine as the UI.
+"""`python -m asr` (installed as `seaco-asr`): the engine's command line.
+
+    transcribe FILE...   headless recognition with the same engine as the UI
+    normalize TEXT...    the number-writing rules (ITN) on your own sentences, no model needed
+    job INPUT...         an archive on a Ray cluster, resumably (asr.jobs)
+    memory-model         fit the memory model of a model on this device
 
 Exit codes: 0 when every file succeeded, 1 when any failed, 2 on usage or configuration errors.
 """
@@ -11,10 +16,12 @@ import logging
 import sys
 from pathlib import Path
 
+from asr.jobs import command as job_command
 from asr.system.console import ProgressBar, add_engine_flags, engine_overrides, settings_for_command
+from asr.text import normalize_cli
 from asr.text.export import FORMATS, file_names, parse_formats, render
 
-log = logging.getLogger("asr.cli")
+log = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,9 +37,29 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--output-dir", type=Path,
                      help="folder for --format files (default: the current folder; with no --format: all)")
     run.add_argument("--quiet", action="store_true", help="log warnings only")
-    from asr.jobs.ray_job import add_parser as add_job_parser  # imports no Ray: `job` loads it when it runs
+    normalize_cli.add_parser(sub)
+    job_command.add_parser(sub)  # imports no Ray: a job loads it when it runs
+    _add_memory_model_parser(sub)
+    return parser
 
-    add_job_parser(sub)
+
+def _add_memory_model_parser(sub) -> argparse.ArgumentParser:
+    """`python -m asr memory-model`: measure a model's peaks, fit, check held-out runs, save."""
+    parser = sub.add_parser("memory-model", help="fit the memory model of a model on this device",
+                            description="Measure one batch's peak memory on a grid of batch sizes and "
+                                        "lengths, fit the memory model, check held-out runs, and save it "
+                                        "(--save: where the engine looks for it).")
+    parser.add_argument("--model", default="random:tiny")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "int8"),
+                        help="int8 quantises the weights first; bf16/fp16 need the hardware")
+    parser.add_argument("--batches", default="1,2,4")
+    parser.add_argument("--frames", default="100,250,500,1000")
+    parser.add_argument("--check", default="3:700", help="held-out runs BATCH:FRAMES,... to predict")
+    parser.add_argument("--out", help="save the fitted model here (JSON)")
+    parser.add_argument("--save", action="store_true",
+                        help="save it where the engine looks for it (cache_dir/memory/...)")
     return parser
 
 
@@ -57,9 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "job":
-        from asr.jobs.ray_job import main as job_main
+        return job_command.main(args)
+    if args.command == "normalize":
+        return normalize_cli.run(args)
+    if args.command == "memory-model":
+        # deliberate lazy import: torch and the model load only for this command
+        from asr.recognition import memory_model
 
-        return job_main(args)
+        return memory_model.run(args)
     try:
         formats = _wanted_formats(args)
     except ValueError as exc:
@@ -71,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings is None:
         return 2
 
+    # deliberate lazy imports: torch and FunASR load only once the arguments and settings are good
     from asr.engine import Engine
     from asr.models import ModelLoadError
     from asr.recognition.hotwords import HotwordError

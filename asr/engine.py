@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import functools
-import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import av
 import numpy as np
 import soundfile
 import torch
@@ -27,12 +29,13 @@ from asr.audio.cache import CachedFeatures, FeatureCache, cache_key
 from asr.audio.features import FeatureExtractor
 from asr.audio.folders import read_confined
 from asr.audio.preload import PreloadPipeline, Prepared, run_inline
-from asr.recognition.batcher import Batcher, Cancelled, Outcome, Ticket, Unit
+from asr.recognition.batcher import Batcher, Cancelled, Ticket
 from asr.recognition.hotwords import parse_hotwords
 from asr.recognition.memory_model import MemoryModel, cache_path, frames_grid, load_or_fit, memory_budget
 from asr.recognition.model import LoadedModel, load_model, quantize_int8, resolve_device
 from asr.recognition.precision import check_precision
-from asr.recognition.recognizer import BatchTimings, Decoded, Recognizer
+from asr.recognition.recognizer import BatchTimings, Recognizer
+from asr.request import RUN_NUMBERS, EnterOnce, Progress, ProgressReport, Request
 from asr.results import Result, RunStats, Transcription
 from asr.settings import Settings, coerce
 from asr.speech.vad import load_detector, plan_segments
@@ -41,13 +44,11 @@ from asr.system.gpu import release_cached_memory
 from asr.system.threads import thread_count
 from asr.text.punctuation import Punctuator, load_punctuator
 from asr.text.sentences import CueLimits
-from asr.text.transcript import Piece, assemble
+from asr.text.transcript import Piece, Transcript, assemble
 
 log = logging.getLogger(__name__)
 
 AudioInput = str | Path | tuple[np.ndarray, int]
-POOL_BATCHES = 4  # units wait in a pool of this many batches' worth to find batch mates of similar length
-Progress = Callable[[int, int, str], None]  # (files done, files total, message)
 
 
 @dataclass
@@ -61,19 +62,27 @@ class _Job:
 
 
 @dataclass
-class _FileProgress:
-    """A file whose segments are still in flight: what its Result will be assembled from."""
+class RunOptions:
+    """How one run goes. None means the engine's setting (batch size, timestamps, preload)."""
 
-    item: Prepared
-    outstanding: set[tuple[int, ...]] = field(default_factory=set)  # unit keys still to come back
-    decoded: dict[tuple[int, ...], Decoded | None] = field(default_factory=dict)  # None: failed
-    spans: dict[tuple[int, ...], tuple[float, float]] = field(default_factory=dict)  # key -> (start, end) s
-    model_s: float = 0.0  # its share of the model time of every batch it rode in
-    batch: int = 0  # the largest batch any of its segments ran in
-    backed_off: bool = False
-    error: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    handed_out: set[tuple[int, ...]] = field(default_factory=set)  # pieces given to on_piece
+    batch_size: int | None = None
+    hotwords: str | list[str] | None = None
+    timestamps: bool | None = None  # word times and sentence segments (settings.timestamps)
+    preload: bool | None = None  # decode on threads ahead of the model (settings.preload_audio)
+    use_cache: bool = True  # False: bypass the feature cache (the wizard and benchmarks, so hits
+    # cannot flatter a size)
+    quiet: bool = False  # log the run summary at DEBUG (the live microphone runs every second)
+    exclusive: bool = False  # run no other request's segments meanwhile (the wizard's quiet model)
+    # Folder runs pass their allowed roots: every file is checked against them again when it is
+    # opened, so a link swapped in after listing reads nothing outside.
+    confine_to: Sequence[Path] | None = None
+    progress: Progress | None = None  # (files done, files total, name) as files finish
+    # When set (a client went away), the run stops with `Cancelled` and its waiting segments
+    # leave the queue.
+    cancel: threading.Event | None = None
+    # Called on the caller's thread with each recognised piece of a file, in time order, as soon
+    # as all before it are done (the API streams them).
+    on_piece: Callable[[int, Piece], None] | None = None
 
 
 class Engine:
@@ -156,74 +165,75 @@ class Engine:
             return "int8"
         return self.loaded.cpu_gemm + (" (bf16)" if self.precision == "bf16" else "")
 
-    def transcribe(self, inputs: Sequence[AudioInput], batch_size: int | None = None,
-                   hotwords: str | list[str] | None = None, progress: Progress | None = None,
-                   preload: bool | None = None, quiet: bool = False,
-                   confine_to: Sequence[Path] | None = None,
-                   timestamps: bool | None = None) -> list[Result]:
-        """Recognise `inputs` (paths or (samples, rate)); one Result per input, in input order."""
-        return self.run(inputs, batch_size, hotwords, progress, preload, quiet=quiet,
-                        confine_to=confine_to, timestamps=timestamps).results
+    def transcribe(self, inputs: Sequence[AudioInput], options: RunOptions | None = None,
+                   **fields: Any) -> list[Result]:
+        """Recognise `inputs` (paths or (samples, rate)); one Result per input, in input order.
+        `options` and/or keyword fields of RunOptions (batch_size=, hotwords=, ...)."""
+        return self.run(inputs, options, **fields).results
 
-    def run(self, inputs: Sequence[AudioInput], batch_size: int | None = None,
-            hotwords: str | list[str] | None = None, progress: Progress | None = None,
-            preload: bool | None = None, use_cache: bool = True,
-            quiet: bool = False, confine_to: Sequence[Path] | None = None,
-            timestamps: bool | None = None, exclusive: bool = False,
-            cancel: threading.Event | None = None,
-            on_piece: Callable[[int, Piece], None] | None = None) -> Transcription:
-        """Like transcribe, plus the run's statistics (wait time, stage times, back-offs).
-
-        `confine_to`: folder runs pass their allowed roots; every file is then checked against
-        them again when it is opened, so a link swapped in after listing reads nothing outside.
-        `timestamps` overrides settings.timestamps: word times and sentence segments.
-
-        `preload` overrides settings.preload_audio for this call; `use_cache=False` bypasses the
-        feature cache (the tuning wizard and benchmark use it so cache hits cannot flatter a size).
-        `quiet=True` logs the run summary at DEBUG (the live microphone calls this every second).
-        `exclusive=True` runs no other request's segments meanwhile (the wizard's quiet model).
-        `cancel`: when set (a client went away), the run stops with `Cancelled` and its waiting
-        segments leave the queue. `on_piece(input index, piece)` is called on this thread with
-        each recognised piece of a file, in time order, as soon as all before it are done (the
-        API streams them).
-        """
+    def run(self, inputs: Sequence[AudioInput], options: RunOptions | None = None,
+            **fields: Any) -> Transcription:
+        """Like transcribe, plus the run's statistics (wait time, stage times, back-offs)."""
+        opts = dataclasses.replace(options or RunOptions(), **fields)
         started = time.perf_counter()
-        size = int(batch_size or self.default_batch_size)
+        size = int(opts.batch_size or self.default_batch_size)
         if size < 1:
             raise ValueError(f"batch_size must be at least 1, got {size}")
-        if not exclusive:
+        if not opts.exclusive:
             self.batcher.check_room()  # QueueFull: past batching.max_queued_s of waiting audio
         hw = self.settings.hotwords
-        words = parse_hotwords(hotwords, hw.max_count, hw.max_chars)
-        hotword_ids = self.recognizer.hotword_list(words)
-        use_preload = self.settings.preload_audio if preload is None else preload
+        hotword_ids = self.recognizer.hotword_list(parse_hotwords(opts.hotwords, hw.max_count, hw.max_chars))
+        preload = self.settings.preload_audio if opts.preload is None else opts.preload
 
-        jobs = [self._job(i, source, use_cache, confine_to) for i, source in enumerate(inputs)]
+        jobs = [self._job(i, source, opts.use_cache, opts.confine_to) for i, source in enumerate(inputs)]
         # Longest first: similar lengths share a batch (little padding), and an out-of-memory
         # shows up on the first batch rather than the last.
         ordered = sorted(jobs, key=lambda j: (-j.probed_s, j.index))
-        stats = RunStats(files=len(jobs), requested_batch_size=size, preload=use_preload)
+        stats = RunStats(files=len(jobs), requested_batch_size=size, preload=preload)
         results: list[Result | None] = [None] * len(jobs)
-        report = _ProgressReport(progress, len(jobs))
-
-        pipeline = None
-        if use_preload and len(jobs) > 1:
-            p = self.settings.preload
-            pipeline = PreloadPipeline(self._prepare, ordered, self._estimate_bytes,
-                                       workers=p.workers, max_items=p.queue_items,
-                                       max_bytes=p.queue_mb * 2**20)
-            items = iter(pipeline)
-        else:
-            items = run_inline(self._prepare, ordered)
-
+        timestamps = self.settings.timestamps if opts.timestamps is None else bool(opts.timestamps)
         # Side-by-side CPU batches pad nothing, but the same limit bounds how long their lanes sit
         # idle waiting for the batch's longest file: the same sum, lanes x longest - total.
-        with_times = self.settings.timestamps if timestamps is None else bool(timestamps)
-        request = _Request(self, size, hotword_ids, stats, results, report,
-                           self.settings.padding_limit_pct / 100.0, with_times,
-                           name=f"run-{next(_RUN_NUMBERS)}", cancel=cancel, on_piece=on_piece)
-        alone_once = _EnterOnce(self.batcher.exclusive(request.ticket) if exclusive
-                                else contextlib.nullcontext())
+        request = Request(self.batcher, self._assemble_file, size, hotword_ids, stats, results,
+                          ProgressReport(opts.progress, len(jobs)), self.settings.padding_limit_pct / 100.0,
+                          timestamps,
+                          name=f"run-{next(RUN_NUMBERS)}", cancel=opts.cancel, on_piece=opts.on_piece)
+        with self._prepared(ordered, preload, stats) as items:
+            self._feed(request, items, opts)
+
+        final = [r for r in results if r is not None]
+        assert len(final) == len(jobs), "every input must get a result"
+        stats.failed = sum(1 for r in final if not r.ok)
+        stats.audio_s = sum(r.duration_s for r in final if r.ok)
+        stats.wall_s = time.perf_counter() - started
+        log.log(logging.DEBUG if opts.quiet else logging.INFO,
+                "transcribed %d file(s), %d failed, %.1f s audio in %.2f s (%.1fx real time), "
+                "batch %d, %d back-off(s), model waited %.2f s", stats.files, stats.failed,
+                stats.audio_s, stats.wall_s, stats.speed, size, stats.backoffs, stats.wait_s)
+        return Transcription(final, stats)
+
+    @contextlib.contextmanager
+    def _prepared(self, ordered: list[_Job], preload: bool, stats: RunStats) -> Iterator[Iterator[Prepared]]:
+        """The jobs decoded and featurised, in order: on preload threads ahead of the model, or
+        inline. The workers stop when the block ends, however it ends."""
+        if not (preload and len(ordered) > 1):
+            yield run_inline(self._prepare, ordered)
+            return
+        p = self.settings.preload
+        pipeline = PreloadPipeline(self._prepare, ordered, self._estimate_bytes, workers=p.workers,
+                                   max_items=p.queue_items, max_bytes=p.queue_mb * 2**20)
+        try:
+            yield iter(pipeline)
+        finally:
+            pipeline.close()
+            stats.peak_queued_mb = pipeline.peak_bytes / 2**20
+
+    def _feed(self, request: Request, items: Iterator[Prepared], opts: RunOptions) -> None:
+        """Hand each prepared file to the request (a failed one becomes its Result at once), then
+        wait for the rest. Exclusive runs take the model alone from their first ready file on."""
+        stats, cancel = request.stats, opts.cancel
+        alone_once = EnterOnce(self.batcher.exclusive(request.ticket) if opts.exclusive
+                               else contextlib.nullcontext())
         try:
             while True:
                 waited = time.perf_counter()
@@ -238,10 +248,7 @@ class Engine:
                 stats.vad_s += item.vad_s
                 stats.cache_hits += int(item.cache_hit)
                 if item.error:
-                    results[item.index] = Result(file=item.name, duration_s=item.duration_s,
-                                                 decode_s=item.decode_s, features_s=item.features_s,
-                                                 error=item.error)
-                    report.done(item.name)
+                    request.fail(item)
                     continue
                 with alone_once:
                     request.add(item)
@@ -253,20 +260,11 @@ class Engine:
         finally:
             alone_once.close()
             request.close()
-            if pipeline is not None:  # stop the workers even when something above raised
-                pipeline.close()
-                stats.peak_queued_mb = pipeline.peak_bytes / 2**20
 
-        final = [r for r in results if r is not None]
-        assert len(final) == len(jobs), "every input must get a result"
-        stats.failed = sum(1 for r in final if not r.ok)
-        stats.audio_s = sum(r.duration_s for r in final if r.ok)
-        stats.wall_s = time.perf_counter() - started
-        log.log(logging.DEBUG if quiet else logging.INFO,
-                "transcribed %d file(s), %d failed, %.1f s audio in %.2f s (%.1fx real time), "
-                "batch %d, %d back-off(s), model waited %.2f s", stats.files, stats.failed,
-                stats.audio_s, stats.wall_s, stats.speed, size, stats.backoffs, stats.wait_s)
-        return Transcription(final, stats)
+    def _assemble_file(self, pieces: list[Piece], item: Prepared, timestamps: bool) -> Transcript:
+        """The text stages, per file after recognition: join, punctuate, cut into sentences."""
+        punctuator = self.punctuator
+        return assemble(pieces, punctuator.punctuate if punctuator else None, timestamps, self.cue_limits)
 
     def piece_text(self, piece: Piece) -> str:
         """One piece's text for a live stream, punctuated on its own (the file's final text is
@@ -446,8 +444,6 @@ def _probe_seconds(path: Path) -> float:
     except Exception:  # noqa: BLE001 - not readable by libsndfile: fall back to PyAV or size
         pass
     try:
-        import av
-
         with av.open(str(path)) as container:
             if container.duration:
                 return container.duration / 1_000_000
@@ -463,209 +459,4 @@ def _size_seconds(path: Path) -> float:
     except OSError:
         return 0.0
 
-
-class _EnterOnce:
-    """A context manager entered at the first `with` and left only by `close()`: exclusive use
-    of the batcher starts when the first segment is ready (decoding runs meanwhile) and ends
-    when the run ends."""
-
-    def __init__(self, manager):
-        self._manager = manager
-        self._entered = False
-
-    def __enter__(self):
-        if not self._entered:
-            self._manager.__enter__()
-            self._entered = True
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        return False
-
-    def close(self) -> None:
-        if self._entered:
-            self._entered = False
-            self._manager.__exit__(None, None, None)
-
-
-_RUN_NUMBERS = itertools.count(1)
-
-
-class _ProgressReport:
-    def __init__(self, callback: Progress | None, total: int):
-        self.callback = callback
-        self.total = total
-        self.count = 0
-
-    def done(self, name: str) -> None:
-        self.count += 1
-        if self.callback:
-            self.callback(self.count, self.total, name)
-
-
-class _Request:
-    """One `Engine.run` at the batcher: its files in flight, and their results as they complete.
-
-    Units are proposed to the batcher a batch at a time, longest first from a pool a few
-    batches deep (so the short tail of a long file finds short batch mates), and the pool is
-    refilled only while few of this request's units are unanswered: a 500-file request never
-    queues all its features at once, and others' requests get their turn. Outcomes arrive on the
-    batcher's thread and are only recorded there; results are assembled (joined, punctuated,
-    cut into sentences) on the caller's thread.
-    """
-
-    def __init__(self, engine: Engine, size: int, hotword_ids, stats: RunStats,
-                 results: list[Result | None], report: _ProgressReport, padding_limit: float,
-                 timestamps: bool, name: str, cancel: threading.Event | None = None,
-                 on_piece: Callable[[int, Piece], None] | None = None):
-        self.engine = engine
-        self.cancel = cancel
-        self.on_piece = on_piece
-        self._touched: set[int] = set()  # files with pieces not yet handed to on_piece
-        self.size = size
-        self.padding_limit = padding_limit
-        self.timestamps = timestamps
-        self.stats = stats
-        self.results = results
-        self.report = report
-        self.pending: list[Unit] = []
-        self.partial: dict[int, _FileProgress] = {}
-        self._lock = threading.Lock()
-        self._ready: list[int] = []  # files whose every unit is answered, to assemble
-        self.ticket = engine.batcher.ticket(hotword_ids, timestamps, size, self._deliver, name)
-
-    def add(self, item: Prepared) -> None:
-        entry = _FileProgress(item)
-        starts = item.starts_s or [0.0] * len(item.segments)
-        with self._lock:
-            self.partial[item.index] = entry
-            for number, (feats, start) in enumerate(zip(item.segments, starts, strict=True)):
-                self.pending.append(Unit(self.ticket, item.index, (number,), feats, start, item.name))
-                entry.outstanding.add((number,))
-            if not item.segments:
-                self._ready.append(item.index)  # no speech at all: an empty transcript, not an error
-        while len(self.pending) >= self.size * POOL_BATCHES:
-            self.ticket.submit(self._take_batch())
-        self._wait(lambda: self.ticket.in_flight <= self.size * POOL_BATCHES)
-
-    def flush(self) -> None:
-        while self.pending:
-            self.ticket.submit(self._take_batch())
-        self._wait(lambda: self.ticket.in_flight == 0)
-        self._finish_ready()
-
-    def _wait(self, done: Callable[[], bool]) -> None:
-        """Wait for `done`, assembling files as they complete (so progress moves meanwhile),
-        handing out finished pieces, and giving up if the caller was cancelled."""
-        self._finish_ready()
-        while not done():
-            self.engine.batcher.wait_for(lambda: done() or bool(self._ready) or bool(self._touched),
-                                         timeout=0.2 if self.cancel is not None else None)
-            if self.cancel is not None and self.cancel.is_set():
-                raise Cancelled("the request was cancelled")
-            self._finish_ready()
-
-    def _take_batch(self) -> list[Unit]:
-        """The longest waiting unit plus the next longest, while padding stays within the limit."""
-        self.pending.sort(key=lambda unit: -unit.frames)  # stable: ties keep input order
-        longest = self.pending[0].frames
-        taken = 1
-        real = longest
-        while taken < min(self.size, len(self.pending)):
-            frames = self.pending[taken].frames
-            padded = (taken + 1) * longest
-            if padded - (real + frames) > self.padding_limit * padded:
-                break  # every later unit is shorter still
-            real += frames
-            taken += 1
-        batch, self.pending = self.pending[:taken], self.pending[taken:]
-        return batch
-
-    def _deliver(self, outcome: Outcome) -> None:
-        """On the batcher's thread: record what came back for one unit."""
-        unit = outcome.unit
-        with self._lock:
-            entry = self.partial[unit.file]
-            entry.backed_off |= outcome.backed_off
-            if outcome.halves:
-                if not any("cut at quiet points" in w for w in entry.warnings):
-                    entry.warnings.append("out of GPU memory even alone: part of this file was "
-                                          "recognised in pieces cut at quiet points (a lower "
-                                          "input.segment_s avoids this)")
-                entry.outstanding.discard(unit.key)
-                entry.outstanding.update(h.key for h in outcome.halves)
-                return
-            if outcome.decoded is None and outcome.error is None:
-                return  # a note (backed off), not an answer
-            entry.decoded[unit.key] = outcome.decoded
-            seconds = unit.frames / self.ticket.batcher.frames_per_second
-            entry.spans[unit.key] = (unit.start_s, unit.start_s + seconds)
-            entry.outstanding.discard(unit.key)
-            if outcome.error:
-                entry.error = outcome.error
-            entry.model_s += outcome.model_s
-            entry.batch = max(entry.batch, outcome.batch_size)
-            if self.on_piece is not None:
-                self._touched.add(unit.file)
-            if not entry.outstanding:
-                self._ready.append(unit.file)
-
-    def _finish_ready(self) -> None:
-        with self._lock:
-            ready, self._ready = self._ready, []
-            touched, self._touched = self._touched, set()
-        for index in sorted(touched):
-            self._hand_out_pieces(index)
-        for index in ready:
-            self._finish(index)
-
-    def _hand_out_pieces(self, index: int) -> None:
-        """Give on_piece the file's pieces that are done and have nothing unfinished before them."""
-        with self._lock:
-            entry = self.partial.get(index)
-            if entry is None:
-                return
-            waiting = min(entry.outstanding, default=None)
-            fresh = [key for key in sorted(entry.decoded) if key not in entry.handed_out
-                     and (waiting is None or key < waiting)]
-            entry.handed_out.update(fresh)
-            pieces = [Piece(*entry.spans[k], entry.decoded[k]) for k in fresh if entry.decoded[k] is not None]
-        for piece in pieces:
-            self.on_piece(index, piece)
-
-    def close(self) -> None:
-        """Copy the shared batches' figures into this run's statistics."""
-        ticket = self.ticket
-        self.stats.batches += ticket.batches
-        self.stats.backoffs += ticket.backoffs
-        for name in ("encoder_s", "predictor_s", "decoder_s", "timestamp_s", "postprocess_s"):
-            setattr(self.stats, name, getattr(self.stats, name) + getattr(ticket.timings, name))
-
-    def _finish(self, index: int) -> None:
-        with self._lock:
-            entry = self.partial.pop(index)
-        item = entry.item
-        ok = [Piece(*entry.spans[key], entry.decoded[key]) for key in sorted(entry.decoded)
-              if entry.decoded[key] is not None]
-        tokens = [t for p in ok for t in p.decoded.token_ids]
-        weights = [max(1, len(p.decoded.token_ids)) for p in ok]
-        confidence = (sum(p.decoded.confidence * w for p, w in zip(ok, weights, strict=True))
-                      / sum(weights) if ok else 0.0)
-        started = time.perf_counter()
-        punctuator = self.engine.punctuator
-        with thread_count(1):  # beside the model, as _prepare: its small ops gain nothing from two
-            transcript = assemble(ok, punctuator.punctuate if punctuator else None, self.timestamps,
-                                  self.engine.cue_limits)
-        self.stats.punctuation_s += time.perf_counter() - started
-        warnings = entry.warnings + transcript.warnings
-        if not item.segments:
-            warnings.append("no speech found")
-        self.results[index] = Result(
-            file=item.name, text=transcript.text,
-            confidence=round(confidence, 4), duration_s=item.duration_s, decode_s=item.decode_s,
-            features_s=item.features_s + item.vad_s, model_s=entry.model_s, batch_size=entry.batch,
-            backed_off=entry.backed_off, cache_hit=item.cache_hit, token_ids=tokens,
-            error=entry.error, warnings=warnings, segments=transcript.segments,
-        )
-        self.report.done(item.name)
 

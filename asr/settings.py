@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, ClassVar, get_type_hints
 
 import yaml
 
@@ -34,16 +34,25 @@ class SettingsError(ValueError):
     """A configuration problem a user must fix; the message names the key."""
 
 
-def _choice(*values: str) -> dict:
-    return {"choices": values}
+def _choice(*values: str, **extra: Any) -> dict:
+    return {"choices": values, **extra}
 
 
-def _at_least(minimum: float) -> dict:
-    return {"min": minimum}
+def _at_least(minimum: float, **extra: Any) -> dict:
+    return {"min": minimum, **extra}
+
+
+# Whether a setting changes what a transcript says. Every leaf setting declares it, in its own
+# metadata or through its section's RESULTS (a test holds every key to that), so the batch job's
+# fingerprint and anything else that must know read it from here instead of a hand-kept list.
+# "only_when": (other key, value) limits it to when another setting has that value.
+CHANGES_RESULTS = {"results": True}
+NO_RESULTS = {"results": False}
 
 
 @dataclass
 class FeatureCacheSettings:
+    RESULTS: ClassVar[bool] = False  # a hit is the same features, keyed by bytes and frontend
     enable: bool = False
     max_size_mb: int = field(default=512, metadata=_at_least(1))
     dir: str = ""
@@ -52,12 +61,14 @@ class FeatureCacheSettings:
 
 @dataclass
 class HotwordSettings:
+    RESULTS: ClassVar[bool] = False  # limits on what a request may ask; the words themselves count
     max_count: int = field(default=10, metadata={"min": 1, "max": 49})
     max_chars: int = field(default=20, metadata=_at_least(1))
 
 
 @dataclass
 class InputSettings:
+    RESULTS: ClassVar[bool] = True  # which inputs are accepted and how they are cut
     max_duration_s: float = field(default=3600.0, metadata=_at_least(0.1))
     min_duration_s: float = field(default=0.05, metadata=_at_least(0.0))
     segment_s: float = field(default=60.0, metadata={"min": 5.0, "max": 600.0})
@@ -66,6 +77,7 @@ class InputSettings:
 
 @dataclass
 class SubtitleSettings:
+    RESULTS: ClassVar[bool] = True  # where sentences are cut
     max_s: float = field(default=8.0, metadata={"min": 1.0, "max": 60.0})
     max_chars: int = field(default=42, metadata={"min": 4, "max": 500})
     pause_s: float = field(default=1.0, metadata={"min": 0.1, "max": 30.0})
@@ -73,12 +85,14 @@ class SubtitleSettings:
 
 @dataclass
 class BatchingSettings:
+    RESULTS: ClassVar[bool] = False  # batching never changes a file's tokens (tested)
     max_wait_ms: float = field(default=10.0, metadata={"min": 0.0, "max": 10000.0})
     max_queued_s: float = field(default=3600.0, metadata=_at_least(1.0))
 
 
 @dataclass
 class BatchSettings:
+    RESULTS: ClassVar[bool] = False
     allowed_dirs: list[str] = field(default_factory=list)
     max_files: int = field(default=500, metadata=_at_least(1))
     max_total_mb: int = field(default=4096, metadata=_at_least(1))
@@ -86,6 +100,7 @@ class BatchSettings:
 
 @dataclass
 class ServerSettings:
+    RESULTS: ClassVar[bool] = False
     host: str = "127.0.0.1"
     port: int = field(default=7860, metadata={"min": 1, "max": 65535})
     max_file_size_mb: int = field(default=500, metadata=_at_least(1))
@@ -98,6 +113,7 @@ class ServerSettings:
 
 @dataclass
 class PreloadSettings:
+    RESULTS: ClassVar[bool] = False
     workers: int = field(default=2, metadata=_at_least(1))
     queue_items: int = field(default=16, metadata=_at_least(1))
     queue_mb: int = field(default=256, metadata=_at_least(1))
@@ -105,6 +121,7 @@ class PreloadSettings:
 
 @dataclass
 class TuningSettings:
+    RESULTS: ClassVar[bool] = False
     sizes: list[int] = field(default_factory=lambda: [2, 4, 6, 8])
     copies: int = field(default=5, metadata=_at_least(1))
     repeats: int = field(default=3, metadata=_at_least(1))
@@ -114,6 +131,7 @@ class TuningSettings:
 
 @dataclass
 class RealtimeSettings:
+    RESULTS: ClassVar[bool] = False  # the live tab only; files and jobs never use these
     update_interval_s: float = field(default=1.0, metadata={"min": 0.2, "max": 10.0})
     pause_s: float = field(default=0.6, metadata={"min": 0.1, "max": 5.0})
     max_segment_s: float = field(default=20.0, metadata={"min": 2.0, "max": 60.0})
@@ -121,26 +139,30 @@ class RealtimeSettings:
 
 @dataclass
 class Settings:
-    model: str = DEFAULT_MODEL
-    cache_dir: str = ".cache"
-    device: str = field(default="auto", metadata=_choice("auto", "cuda", "cpu"))
-    batch_size: int = field(default=4, metadata={"min": 1, "max": 512})
-    precision: str = field(default="fp32", metadata=_choice("fp32", "bf16", "fp16", "int8"))
-    attention: str = field(default="auto", metadata=_choice("auto", "fused", "funasr"))
+    model: str = field(default=DEFAULT_MODEL, metadata=CHANGES_RESULTS)
+    cache_dir: str = field(default=".cache", metadata=NO_RESULTS)
+    device: str = field(default="auto", metadata=_choice("auto", "cuda", "cpu", results=False))
+    # Batching never changes a file's tokens in fp32 (tested); that is the product's promise.
+    batch_size: int = field(default=4, metadata={"min": 1, "max": 512, "results": False})
+    precision: str = field(default="fp32", metadata=_choice("fp32", "bf16", "fp16", "int8", results=True))
+    # Kernels and threads change float rounding, never a token in the tests: not result-changing.
+    attention: str = field(default="auto", metadata=_choice("auto", "fused", "funasr", results=False))
     # Deprecated switches, read as `precision` (see DEPRECATED_PRECISION_KEYS); always False here.
-    fp16: bool = field(default=False, metadata={"deprecated": True})
-    int8: bool = field(default=False, metadata={"deprecated": True})
-    padding_limit_pct: float = field(default=10.0, metadata={"min": 0.0, "max": 1000.0})
-    cpu_threads: int = field(default=0, metadata=_at_least(0))
-    cpu_lanes: int = field(default=0, metadata=_at_least(0))
-    cpu_gemm: str = field(default="auto", metadata=_choice("auto", "onednn", "torch"))
-    preload_audio: bool = False
-    vad: str = field(default="silero", metadata=_choice("silero", "fsmn", "energy", "off"))
-    vad_model: str = DEFAULT_VAD_MODEL
-    punctuation: str = DEFAULT_PUNCTUATION
-    timestamps: bool = False
-    simulate_oom_frames: int = field(default=0, metadata=_at_least(0))
-    log_level: str = field(default="INFO", metadata=_choice("DEBUG", "INFO", "WARNING", "ERROR"))
+    fp16: bool = field(default=False, metadata={"deprecated": True, "results": False})
+    int8: bool = field(default=False, metadata={"deprecated": True, "results": False})
+    padding_limit_pct: float = field(default=10.0, metadata={"min": 0.0, "max": 1000.0, "results": False})
+    cpu_threads: int = field(default=0, metadata=_at_least(0, results=False))
+    cpu_lanes: int = field(default=0, metadata=_at_least(0, results=False))
+    cpu_gemm: str = field(default="auto", metadata=_choice("auto", "onednn", "torch", results=False))
+    preload_audio: bool = field(default=False, metadata=NO_RESULTS)
+    vad: str = field(default="silero", metadata=_choice("silero", "fsmn", "energy", "off", results=True))
+    vad_model: str = field(default=DEFAULT_VAD_MODEL,
+                           metadata={"results": True, "only_when": ("vad", "fsmn")})
+    punctuation: str = field(default=DEFAULT_PUNCTUATION, metadata=CHANGES_RESULTS)
+    timestamps: bool = field(default=False, metadata=CHANGES_RESULTS)
+    simulate_oom_frames: int = field(default=0, metadata=_at_least(0, results=True))
+    log_level: str = field(default="INFO", metadata=_choice("DEBUG", "INFO", "WARNING", "ERROR",
+                                                            results=False))
     preload: PreloadSettings = field(default_factory=PreloadSettings)
     feature_cache: FeatureCacheSettings = field(default_factory=FeatureCacheSettings)
     hotwords: HotwordSettings = field(default_factory=HotwordSettings)
@@ -188,8 +210,26 @@ def _schema(cls: type = Settings, prefix: str = "") -> dict[str, tuple[type, dic
         if dataclasses.is_dataclass(hint):
             out.update(_schema(hint, f"{prefix}{f.name}."))
         else:
-            out[f"{prefix}{f.name}"] = (hint, dict(f.metadata))
+            meta = dict(f.metadata)
+            if "results" not in meta and hasattr(cls, "RESULTS"):
+                meta["results"] = cls.RESULTS
+            out[f"{prefix}{f.name}"] = (hint, meta)
     return out
+
+
+def result_settings(settings: Settings) -> dict[str, Any]:
+    """The settings that change what a transcript says, by dotted key (from the schema's marks).
+    A key marked `only_when` counts only while the other setting has that value."""
+    flat = settings.flat()
+    chosen = {}
+    for key, (_hint, meta) in SCHEMA.items():
+        if not meta.get("results"):
+            continue
+        condition = meta.get("only_when")
+        if condition and flat[condition[0]] != condition[1]:
+            continue
+        chosen[key] = flat[key]
+    return chosen
 
 
 SCHEMA = _schema()

@@ -37,7 +37,8 @@ from benchmarks.clips import ensure_clips
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.job_compare", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.job_compare",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="random:large", help="model (default random:large)")
     parser.add_argument("--vad", default="silero", help="speech detection (default silero)")
     parser.add_argument("--count", type=int, default=24, help="synthetic clips (default 24)")
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     from asr.engine import Engine
-    from asr.jobs.ray_job import run_job
+    from asr.jobs.driver import run_job
 
     started = time.perf_counter()
     engine = Engine(settings)

@@ -72,7 +72,8 @@ def bench(plan: dict, save) -> dict:
             failed.append(label)
             continue
         report_path = out / f"bench-{label}.json"
-        command = [sys.executable, "-m", "benchmarks.bench", "--device", plan["device"], "--model", plan["model"],
+        command = [sys.executable, "-m", "benchmarks.bench", "--device", plan["device"],
+                   "--model", plan["model"],
                    "--files", str(spec["files"]), "--clip-seconds", spec["clip_seconds"],
                    "--variants", ",".join(variants), "--repeats", str(spec["repeats"]),
                    "--b-sizes", spec["b_sizes"], "--timeout", str(int(min(spec["run_timeout_s"], left))),

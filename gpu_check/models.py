@@ -1,7 +1,8 @@
 """Step `models`: build the random-weight models offline and load the checked one on the device.
 
 `random:large` is FunASR's real SeACo-Paraformer architecture with random weights
-(asr/models/random_weights/seaco.py): built by FunASR's own class from the vendored reference config, no download.
+(asr/models/random_weights/seaco.py): built by FunASR's own class from the vendored reference
+config, no download.
 The tests' transcript check also needs the random:tiny punctuation model; both go into the
 project's .cache/models, where the tests and the benchmark find them.
 """

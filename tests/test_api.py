@@ -25,7 +25,7 @@ import pytest
 import soundfile
 import srt
 import webvtt
-from conftest import free_port, run_together, speechlike, tiny_settings
+from helpers import free_port, run_together, speechlike, tiny_settings
 from openai import OpenAI
 
 import api

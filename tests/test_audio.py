@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from audio_factory import FORMATS, write_audio
-from conftest import speechlike
+from helpers import speechlike
 
 from asr.audio.decode import TARGET_RATE, AudioError, check_duration, decode_bytes, decode_samples, read_file
 

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 import soundfile
-from conftest import run_together, speechlike, tiny_settings
+from helpers import run_together, speechlike, tiny_settings
 
 from asr.engine import Engine
 from asr.recognition.batcher import QueueFull

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 
 import numpy as np
 import pytest
-from conftest import free_port, tiny_settings
+from helpers import free_port, tiny_settings
 
 import webui
 from asr import live as realtime

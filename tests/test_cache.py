@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_settings
+from helpers import tiny_settings
 
 from asr.audio.cache import CachedFeatures, FeatureCache, cache_key
 from asr.engine import Engine

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_settings
 from cpu_kinds import EVERY, REAL, SIMULATED, XEON_AMX, ZEN3_AVX2, ZEN4_AVX512_BF16
+from helpers import tiny_settings
 
 from asr.engine import Engine
 from asr.recognition.precision import PrecisionUnavailable, check_precision

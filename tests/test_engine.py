@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import speechlike, tiny_settings
+from helpers import speechlike, tiny_settings
 
 from asr.engine import Engine
 from asr.recognition.hotwords import HotwordError

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import speechlike, tiny_settings
+from helpers import speechlike, tiny_settings
 
 DEVICE = os.environ.get("GPU_CHECK_DEVICE", "cuda")
 MODEL = os.environ.get("GPU_CHECK_MODEL", "random:large")

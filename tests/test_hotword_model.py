@@ -14,7 +14,7 @@ import random
 
 import pytest
 import torch
-from conftest import run_together, tiny_settings
+from helpers import run_together, tiny_settings
 
 from asr.engine import Engine
 from asr.random_models.hotword import (

@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 import soundfile
 from audio_factory import write_audio
-from conftest import speechlike, tiny_settings
+from helpers import speechlike, tiny_settings
 
-from asr.jobs.ray_job import list_inputs, result_from_record, settings_fingerprint
+from asr.jobs.driver import result_from_record, settings_fingerprint
+from asr.jobs.inputs import list_inputs
 from asr.jobs.store import JobBusy, JobStore, read_results
 from asr.settings import PROJECT_ROOT
 
@@ -116,6 +117,47 @@ def test_fingerprint_follows_the_settings_that_change_results():
     assert settings_fingerprint(job_settings(), ["达摩院"])[0] != base
 
 
+def test_every_setting_says_whether_it_changes_results_and_the_fingerprint_follows():
+    """No hand-kept list: each setting declares in the schema whether it changes a transcript,
+    and changing any one moves the fingerprint exactly when it does. A new setting that forgets
+    to declare it fails here."""
+    from asr.settings import SCHEMA
+
+    undeclared = [key for key, (_, meta) in SCHEMA.items() if not isinstance(meta.get("results"), bool)]
+    assert not undeclared, f"settings that do not say whether they change results: {undeclared}"
+    for key, (hint, meta) in SCHEMA.items():
+        if meta.get("deprecated"):
+            continue
+        base_overrides = {}
+        condition = meta.get("only_when")
+        if condition:
+            base_overrides[condition[0]] = condition[1]
+        base = job_settings(**base_overrides)
+        value = _another_value(base.flat()[key], hint, meta)
+        changed = job_settings(**base_overrides, **{key: value})
+        moved = settings_fingerprint(changed, [])[0] != settings_fingerprint(base, [])[0]
+        assert moved == meta["results"], (key, value, meta["results"])
+
+
+def _another_value(current, hint, meta):
+    """A valid value for a setting other than `current`."""
+    if "choices" in meta:
+        return next(c for c in meta["choices"] if c != current)
+    if hint is bool:
+        return not current
+    if hint in (int, float):
+        step = 1 if hint is int else 0.5
+        candidate = current + step
+        if "max" in meta and candidate > meta["max"]:
+            candidate = current - step
+        return hint(candidate)
+    if hint == list[int]:
+        return [*current, 3]
+    if hint == list[str]:
+        return [*current, "x:y"]
+    return f"{current}-other"
+
+
 def test_store_assembles_one_record_per_input_and_locks(tmp_path):
     """Duplicate parts (a batch written twice under another name) still give one line per input;
     a record serves every input with the same bytes; this run's errors, not older ones, count."""
@@ -194,7 +236,7 @@ def baseline(ray_address, job_inputs, tmp_path_factory):
     """The module's job run, with per-file formats, during which one actor dies: the fault seam
     exits its process after it recognised a batch and before it returned it (Ray restarts the
     actor and retries the batch). (summary, records, output folder, the seam's marker)."""
-    from asr.jobs.ray_job import run_job
+    from asr.jobs.driver import run_job
 
     output = tmp_path_factory.mktemp("job-baseline")
     marker = output.parent / f"{output.name}-died"
@@ -247,7 +289,7 @@ def test_an_actor_that_dies_mid_batch_loses_and_doubles_nothing(baseline, job_in
 def test_read_stage_keys_on_bytes_and_skips_what_is_done(reference_wavs, tmp_path):
     """A read task (called directly): the key is the bytes' hash with the settings; a done key
     is skipped without decoding, changed bytes are not done, a bad file is an error row."""
-    from asr.jobs.ray_job import read_batch
+    from asr.jobs.actor import read_batch
     from asr.jobs.store import content_hash
 
     changed = tmp_path / "changed.wav"
@@ -266,7 +308,7 @@ def test_read_stage_keys_on_bytes_and_skips_what_is_done(reference_wavs, tmp_pat
 def test_an_engine_that_cannot_start_is_a_usage_error(ray_address, reference_wavs, tmp_path):
     """A model that will not load stops the job with its reason (exit 2), as in transcribe; so
     does device cuda on a cluster without a GPU, before any actor starts."""
-    from asr.jobs.ray_job import JobSetupError, run_job
+    from asr.jobs.driver import JobSetupError, run_job
 
     proc = run_cli("job", str(reference_wavs[0]), "--output", str(tmp_path / "a"), *FLAGS,
                    "--model", str(tmp_path / "no-model"), "--address", ray_address, "--quiet")
@@ -309,7 +351,7 @@ def test_a_killed_job_resumes_without_redoing_or_doubling(ray_address, baseline,
     assert {r["path"] for r in part_records(output) if r["error"] is None} == {
         r["path"] for r in records if r["error"] is None}  # nothing done twice
 
-    from asr.jobs.ray_job import run_job
+    from asr.jobs.driver import run_job
 
     # A setting that changes results: nothing done under the old settings is reused.
     subset = job_inputs[:3] + job_inputs[-1:]

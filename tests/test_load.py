@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from helpers import free_port
 
 import api
 from benchmarks import load

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_settings
+from helpers import tiny_settings
 
 from asr.engine import Engine
 from asr.recognition.memory_model import (

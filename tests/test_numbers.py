@@ -13,7 +13,7 @@ import sys
 from argparse import Namespace
 
 import pytest
-from conftest import run_together
+from helpers import run_together
 
 from asr.settings import PROJECT_ROOT
 from asr.text.numbers import ChineseITN, _keeps_meaning, normalize, normalize_text, normalize_texts
@@ -224,7 +224,7 @@ def test_many_threads_get_the_same_outputs_and_one_load():
 
 def run_normalize(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     # Until `python -m asr normalize` is wired into asr/cli.py, the module's own entry.
-    return subprocess.run([sys.executable, "-m", "asr.text.normalize_cli", *args], cwd=PROJECT_ROOT,
+    return subprocess.run([sys.executable, "-m", "asr", "normalize", *args], cwd=PROJECT_ROOT,
                           input=stdin, capture_output=True, text=True, encoding="utf-8", timeout=120)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import speechlike, tiny_settings
+from helpers import speechlike, tiny_settings
 
 from asr.audio.preload import PreloadPipeline, Prepared
 from asr.engine import Engine

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from conftest import free_port, tiny_settings
+from helpers import free_port, tiny_settings
 
 from asr.engine import Engine
 from asr.settings import PROJECT_ROOT, load_settings

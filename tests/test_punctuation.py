@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import tiny_settings
+from helpers import tiny_settings
 
 from asr.models import ModelLoadError
 from asr.models.funasr import import_funasr
@@ -114,7 +114,7 @@ def test_broken_directory_fails_clearly(tmp_path, cache_dir):
 
 def test_non_ct_directory_is_refused(cache_dir):
     asr_dir = SEACO.ensure("random:tiny", cache_dir / "models")
-    with pytest.raises(ModelLoadError, match="holds a SeacoParaformer, but the punctuation model must be a CTTrans"):
+    with pytest.raises(ModelLoadError, match="holds a SeacoParaformer, but the punctuation model must be"):
         load_punctuator(str(asr_dir), "cpu", cache_dir)
 
 

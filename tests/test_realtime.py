@@ -15,7 +15,7 @@ import pytest
 import soundfile
 import torch
 import torchaudio.functional
-from conftest import speechlike, tiny_settings
+from helpers import speechlike, tiny_settings
 
 from asr.audio.decode import to_mono_16k
 from asr.engine import Engine

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import tiny_settings
+from helpers import tiny_settings
 
 from asr.engine import Engine
 from asr.speech.vad import SileroVad, load_detector, plan_segments

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import free_port, tiny_settings
+from helpers import free_port, tiny_settings
 
 from asr.audio import decode as audio_io
 from asr.settings import PROJECT_ROOT

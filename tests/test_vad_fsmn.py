@@ -21,7 +21,7 @@ import soundfile
 import torch
 import torchaudio.compliance.kaldi as kaldi
 import yaml
-from conftest import tiny_settings
+from helpers import tiny_settings
 
 from asr.models import ModelLoadError, hub
 from asr.models.loader import model_dir

@@ -14,18 +14,18 @@ from pathlib import Path
 
 import pytest
 import soundfile
-from conftest import free_port, speechlike, tiny_settings
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from helpers import free_port, speechlike, tiny_settings
 
 import launch
 import webui
-from ui.batch_tab import BATCH_HEADERS
-from ui.common import RECOGNITION_QUEUE
 from asr.engine import Engine
 from asr.settings import PROJECT_ROOT
 from asr.system.console import settings_for_command
 from asr.text import export
+from ui.batch_tab import BATCH_HEADERS
+from ui.common import RECOGNITION_QUEUE
 
 MAX_FILES = 4
 # Gradio's queue statistics use pandas options that pandas 3 deprecates; not ours to fix.

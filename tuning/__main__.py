@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings is None:
         return 2
 
+    # deliberate lazy imports: torch and FunASR load only once the arguments and settings are good
     from asr.engine import Engine
     from asr.models import ModelLoadError
     from tuning.config_file import ConfigWriteError, write_batch_size
@@ -121,6 +122,7 @@ def _report(json_out: str | None, data: dict, lines: list[str]) -> None:
 
 def _precision(args: argparse.Namespace, settings) -> int:
     """The precision check and/or saving a precision: `--check-precision`, `--save-precision`."""
+    # deliberate lazy imports: torch and FunASR load only once the arguments and settings are good
     from asr.engine import Engine
     from asr.models import ModelLoadError
     from tuning.config_file import ConfigWriteError, write_setting

@@ -318,7 +318,7 @@ class _Wizard:
         self.units_per_input = 1
         if self.engine.batcher.memory_model is None:
             self.notes.append("no memory model, so no predicted memory: on a GPU the engine fits one at "
-                              "start; on a CPU run `python -m asr.recognition.memory_model --model ... --save`")
+                              "start; on a CPU run `python -m asr memory-model --model ... --save`")
         if self.gpu:
             info = gpu_memory(self.device)
             self.memory_total_mb = info.total_mb

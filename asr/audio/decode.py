@@ -12,6 +12,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import numpy as np
 import soundfile
 import torch
@@ -72,8 +73,6 @@ def _decode_soundfile(data: bytes) -> tuple[np.ndarray, int, int] | None:
 
 def _decode_pyav(data: bytes) -> tuple[np.ndarray, int, int]:
     """Returns samples already at 16 kHz mono, the source rate and the source channel count."""
-    import av
-
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
             if not container.streams.audio:

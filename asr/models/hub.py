@@ -45,7 +45,8 @@ def download_from_modelscope(model_id: str, advice: str, label: str = "model") -
     try:
         return Path(snapshot_download(model_id))
     except Exception as exc:  # noqa: BLE001 - modelscope raises many types
-        raise ModelLoadError(f"downloading {label} '{model_id}' from ModelScope failed: {exc}. {advice}") from exc
+        raise ModelLoadError(f"downloading {label} '{model_id}' from ModelScope failed: {exc}. "
+                             f"{advice}") from exc
 
 
 def resolve_model_dir(spec: str, cache_dir: Path, build: RandomBuild, advice: str,

@@ -79,6 +79,7 @@ def use_fused_attention(encoder: torch.nn.Module, only_reduced: bool = False) ->
     them in fp32 accumulators. That removes one source of the NaN, not necessarily every one
     (the feed-forward and the residual stream still run in fp16).
     """
+    # deliberate lazy import: FunASR's submodules load after import_funasr() silenced its banners
     from funasr.models.sanm.attention import MultiHeadedAttentionSANM
 
     patched = 0

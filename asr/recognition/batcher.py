@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from asr.recognition.memory_model import memory_budget
 from asr.recognition.recognizer import BatchTimings, Decoded
 from asr.speech.segment import quiet_split_frame
 
@@ -387,10 +388,7 @@ class Batcher:
     def _budget(self, model) -> float:
         if self.memory_budget is not None:
             return float(self.memory_budget())
-        from asr.recognition.memory_model import (
-            memory_budget,  # the default: 85% of free memory on its device
-        )
-
+        # The default: 85% of free memory on its device.
         return float(memory_budget(getattr(model, "device", "cpu"), 85.0))
 
     def _after_failure(self, batch: list[Unit], exc: BaseException) -> list[list[Unit]]:

@@ -56,12 +56,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import itertools
 import json
 import logging
 import math
 import os
-import sys
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -71,7 +71,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
+from torch.profiler import ProfilerActivity, profile
 
+from asr.recognition.model import load_model, quantize_int8
+from asr.recognition.recognizer import Recognizer
+from asr.settings import PROJECT_ROOT, load_settings
 from asr.system.cpu import detect_cpu
 
 log = logging.getLogger(__name__)
@@ -322,8 +326,6 @@ def measure_peak(recognizer, feats: Sequence[torch.Tensor], hotwords=None, times
 def cpu_allocation_peak(call) -> int:
     """The peak of torch's CPU allocations made by `call()` in this thread, above the start:
     the running sum of the allocator's (allocation +, free -) events in time order."""
-    from torch.profiler import ProfilerActivity, profile
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the profiler's notes on cycles and missing CUDA
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
@@ -341,8 +343,6 @@ def cpu_allocation_peak(call) -> int:
 def padded_twin(recognizer):
     """The same model as a padded recognizer (lanes=1): what `measure_peak` runs on a CPU, whose
     profiler sees only its own thread. Shares every weight; builds nothing new."""
-    from asr.recognition.recognizer import Recognizer
-
     return Recognizer(recognizer.model, recognizer.tokenizer, recognizer.frontend, recognizer.device,
                       precision=getattr(recognizer, "precision", "fp32"), threads=recognizer.threads, lanes=1,
                       simulate_oom_frames=getattr(recognizer, "simulate_oom_frames", 0),
@@ -452,8 +452,6 @@ def cache_path(directory: str | Path, model_dir: str | Path, device: torch.devic
     """Where a fitted model for this model directory, device, precision and torch lives: each of
     them changes the allocations. `variant` names anything else that does (fused attention).
     Not the lanes: one fit serves padded and side-by-side batches (`with_lanes`)."""
-    import hashlib
-
     model_dir, device = Path(model_dir), torch.device(device)
     weights = model_dir / "model.pt"
     stamp = f"{weights.stat().st_size}:{weights.stat().st_mtime_ns}" if weights.is_file() else ""
@@ -487,30 +485,12 @@ def load_or_fit(recognizer, path: str | Path, precision: str = "fp32", **fit) ->
 # ---- command line ----------------------------------------------------------------------------------
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """python -m asr.recognition.memory_model --model random:tiny [--out model.json]: measure, fit, report."""
-    parser = argparse.ArgumentParser(prog="python -m asr.recognition.memory_model", description=main.__doc__)
-    parser.add_argument("--model", default="random:tiny")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                        help="int8 quantises the weights first; bf16/fp16 need the hardware")
-    parser.add_argument("--batches", default="1,2,4")
-    parser.add_argument("--frames", default=",".join(map(str, DEFAULT_FRAMES)))
-    parser.add_argument("--check", default="3:700", help="held-out runs BATCH:FRAMES,... to predict")
-    parser.add_argument("--out", help="save the fitted model here (JSON)")
-    parser.add_argument("--save", action="store_true",
-                        help="save it where the engine looks for it (cache_dir/memory/...)")
-    args = parser.parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Run the parsed `memory-model` command."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-
-    from asr.recognition.model import load_model
-    from asr.settings import PROJECT_ROOT
 
     loaded = load_model(args.model, args.device, PROJECT_ROOT / ".cache", args.threads, "onednn")
     if args.precision == "int8":
-        from asr.recognition.model import quantize_int8
-
         loaded.model = quantize_int8(loaded.model)
     recognizer = padded_twin(SimpleNamespace(
         model=loaded.model, tokenizer=loaded.tokenizer, frontend=loaded.frontend, device=loaded.device,
@@ -534,8 +514,6 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{predicted / _MB:8.2f} MB ({predicted / max(1, measured) - 1:+.1%})")
     targets = [Path(args.out)] if args.out else []
     if args.save:
-        from asr.settings import load_settings
-
         settings = load_settings()
         targets.append(cache_path(settings.resolve_path(settings.cache_dir) / "memory", loaded.directory,
                                   loaded.device, precision))
@@ -543,7 +521,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         model.save(target)
         print(f"saved {target}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

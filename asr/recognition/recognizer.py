@@ -320,6 +320,7 @@ class Recognizer:
             return f"timestamps failed ({type(exc).__name__}: {exc})"
 
     def _finish(self, ids: torch.Tensor, scores: torch.Tensor, upsampled=None) -> Decoded:
+        # deliberate lazy import: FunASR's submodules load after import_funasr() silenced its banners
         from funasr.utils.postprocess_utils import sentence_postprocess
 
         keep = [i for i, token in enumerate(ids.tolist()) if token not in self._special]
@@ -351,6 +352,7 @@ def token_times(tokens: list[str], upsampled) -> tuple[list[tuple[float, float]]
     firing may miss a peak: the length mismatches of FunASR #1410 and #1795). Times must line up
     with tokens one for one, so then the piece's span is shared out evenly and the note says so.
     """
+    # deliberate lazy import: FunASR's submodules load after import_funasr() silenced its banners
     from funasr.utils.timestamp_tools import ts_prediction_lfr6_standard
 
     alphas, peaks = upsampled
@@ -398,6 +400,7 @@ def skip_full_attention_masks(encoder: torch.nn.Module) -> int:
     8% of the encoder's time on a 60 s input. With nothing masked those steps change no value,
     so results stay bit-identical (a test compares them). Returns how many layers were patched.
     """
+    # deliberate lazy import: FunASR's submodules load after import_funasr() silenced its banners
     from funasr.models.sanm.attention import MultiHeadedAttentionSANM
 
     patched = 0

@@ -85,6 +85,8 @@ class SileroVad(SpeechDetector):
     def __init__(self, options: SileroOptions = SileroOptions()):
         threads = torch.get_num_threads()
         try:
+            # deliberate lazy import: importing silero_vad sets torch to 1 thread (restored below),
+            # so it happens here, under that guard, and only when Silero is chosen
             from silero_vad import get_speech_timestamps_from_probs, load_silero_vad
 
             with warnings.catch_warnings():  # torch 2.11 deprecates torch.jit.load, which it uses
@@ -189,7 +191,7 @@ def _build(method: str, model_spec: str, cache_dir: Path | None, device: str) ->
     if method == "silero":
         detector: SpeechDetector = SileroVad()
     elif method == "fsmn":
-        from asr.speech.fsmn import load_fsmn_vad
+        from asr.speech.fsmn import load_fsmn_vad  # deliberate lazy import: FunASR only when chosen
 
         detector = load_fsmn_vad(model_spec, device, cache_dir or Path(".cache"))
     else:

@@ -35,7 +35,7 @@ _MB = 2**20
 
 def _nvml_figures(index: int) -> dict:
     try:
-        import pynvml
+        import pynvml  # deliberate lazy import: NVML only when GPU figures are asked for
     except ImportError:
         return {"message": "pynvml is not installed"}
     try:

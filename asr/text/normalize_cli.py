@@ -66,13 +66,3 @@ def run(args: argparse.Namespace, itn: ChineseITN | None = None) -> int:
               f"(grammar load {load_s * 1000:.0f} ms)", file=sys.stderr)
     return 1 if error or warnings else 0
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (`python -m asr.text.normalize_cli`), the same as `python -m asr normalize`."""
-    parser = argparse.ArgumentParser(prog="python -m asr normalize", description=__doc__.splitlines()[0])
-    _add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -136,7 +136,7 @@ class ChineseITN:
         with self._lock:
             if self._graphs is None and self._error is None:
                 try:
-                    import kaldifst
+                    import kaldifst  # deliberate lazy import: the grammars load on first use
 
                     folder = self._directory or grammar_dir()
                     paths = [folder / name for name in self._names]

@@ -88,6 +88,7 @@ class Punctuator:
         """The model's class per word (indices into its `punc_list`; FunASR's `punc_array`)."""
         if not words:
             return []
+        # deliberate lazy import: FunASR loads with the punctuation model, not with this module
         from funasr.models.ct_transformer.utils import split_to_mini_sentence
 
         ids = self.token_ids(words)

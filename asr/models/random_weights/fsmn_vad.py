@@ -210,6 +210,7 @@ def generate(size: str, target: Path, seed: int = 0) -> Path:
     return target
 
 
-FSMN_VAD = RandomBuild(label="fsmn VAD model", folder="random-fsmn-vad", sizes=SIZES, version=GENERATOR_VERSION,
+FSMN_VAD = RandomBuild(label="fsmn VAD model", folder="random-fsmn-vad", sizes=SIZES,
+                       version=GENERATOR_VERSION,
                        files=("model.pt", "config.yaml", "am.mvn", "configuration.json"),
                        generate=lambda size, target: generate(size, target))
