@@ -370,7 +370,7 @@ def hotword_spy(served, monkeypatch) -> list:
     """Every hotword list that reaches the main engine's recogniser (the real one still runs).
 
     The random model's SeACo head is calibrated to prefer "no bias" by a wide margin, so no
-    hotword changes its text (asr/random_model.py): this shows they reach the model at all."""
+    hotword changes its text (asr/models/random_weights/seaco.py): this shows they reach the model at all."""
     seen: list = []
     recognizer = served.engine.recognizer
     real = recognizer.recognize

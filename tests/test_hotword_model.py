@@ -1,6 +1,6 @@
 """Hotwords change what the model writes: the planted `random:hotword` model through the Engine.
 
-The plant (asr/random_models/hotword.py) is FunASR's SeacoParaformer whose plain decoder can never
+The plant (asr/models/random_weights/hotword.py) is FunASR's SeacoParaformer whose plain decoder can never
 write the characters used here (U+4F29 and up) and whose SeACo path writes the winning hotword's
 characters at the first token positions of every piece. So each expectation below is exact: a
 piece's text with hotword H is H's characters followed by the plain text from position len(H) on.
@@ -17,7 +17,7 @@ import torch
 from helpers import run_together, tiny_settings
 
 from asr.engine import Engine
-from asr.random_models.hotword import (
+from asr.models.random_weights.hotword import (
     HOTWORD_SPEC,
     PLAIN_LIMIT,
     SLOTS,
@@ -170,3 +170,16 @@ def test_the_model_is_built_once_under_its_name(tmp_path):
         assert (directory / name).is_file()
     with pytest.raises(ValueError, match="random:hotword"):
         ensure_hotword_model("random:tiny", tmp_path)
+
+
+def test_the_planted_model_loads_by_name_like_any_random_build(tmp_path, reference_wavs, plain):
+    """`--model random:hotword` (what the faces' tests use) resolves to the same weights as the
+    fixture's fresh build, and its hotword path decides the text the same way."""
+    import json
+
+    settings = tiny_settings(model=HOTWORD_SPEC, cache_dir=str(tmp_path))
+    by_name = Engine(settings)
+    assert by_name.loaded.directory.name.startswith("random-hotword-v")
+    same = json.loads((by_name.loaded.directory / "configuration.json").read_text(encoding="utf-8"))
+    assert same["generated_by"].startswith("seaco-webui planted hotword model")
+    assert_written(by_name.transcribe(reference_wavs, hotwords="保修"), plain, "保修")

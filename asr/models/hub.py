@@ -11,7 +11,7 @@ import socket
 from pathlib import Path
 
 from asr.models import ModelLoadError
-from asr.models.random_weights.base import RandomBuild, is_random_spec
+from asr.models.random_weights.base import RandomBuild, RandomBuilds, is_random_spec
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def download_from_modelscope(model_id: str, advice: str, label: str = "model") -
                              f"{advice}") from exc
 
 
-def resolve_model_dir(spec: str, cache_dir: Path, build: RandomBuild, advice: str,
+def resolve_model_dir(spec: str, cache_dir: Path, build: RandomBuild | RandomBuilds, advice: str,
                       label: str = "model") -> Path:
     """The directory of a model given as `random:SIZE`, a local directory or a ModelScope id.
 

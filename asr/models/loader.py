@@ -19,7 +19,7 @@ import torch
 from asr.models import ModelLoadError
 from asr.models.funasr import import_funasr
 from asr.models.hub import resolve_model_dir
-from asr.models.random_weights.base import RandomBuild
+from asr.models.random_weights.base import RandomBuild, RandomBuilds
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class ModelKind:
 
     label: str  # for messages: "model", "punctuation model", "fsmn VAD model"
     class_names: tuple[str, ...]  # FunASR class(es) a directory of this kind must hold
-    random_build: RandomBuild  # how `random:SIZE` is generated
+    random_build: RandomBuild | RandomBuilds  # how `random:SIZE` is generated
     advice: str  # what to set when the model cannot be had
 
 

@@ -13,6 +13,8 @@ import torch
 
 from asr.models import ModelLoadError
 from asr.models.loader import ModelKind, build_funasr_model, resolve_device
+from asr.models.random_weights.base import RandomBuilds
+from asr.models.random_weights.hotword import HOTWORD
 from asr.models.random_weights.seaco import SEACO
 from asr.recognition.cpu_kernels import onednn_linear_works, use_onednn_linears
 from asr.system.threads import default_cpu_threads, set_thread_count
@@ -38,9 +40,10 @@ class LoadedModel:
 
 
 SEACO_MODEL = ModelKind(
-    label="model", class_names=("SeacoParaformer",), random_build=SEACO,
+    label="model", class_names=("SeacoParaformer",), random_build=RandomBuilds("model", (SEACO, HOTWORD)),
     advice=("Point --model (or `model:` in config.yaml) at a local model directory, or use --model "
-            "random:tiny / random:large for a random-weight model that exercises every code path."))
+            "random:tiny / random:large for a random-weight model that exercises every code path "
+            "(random:hotword: a planted model whose hotword path provably decides its text)."))
 
 
 def load_model(spec: str, device: str, cache_dir: Path, cpu_threads: int,

@@ -40,7 +40,7 @@ from asr.models import ModelLoadError
 from asr.models.funasr import import_funasr
 from asr.models.loader import ModelKind, build_funasr_model, resolve_device
 from asr.models.random_weights.base import swap_in
-from asr.random_models.campplus import CAMPPLUS
+from asr.models.random_weights.campplus import CAMPPLUS
 
 log = logging.getLogger(__name__)
 

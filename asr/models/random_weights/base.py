@@ -70,6 +70,26 @@ class RandomBuild:
         return self.generate(self.size_of(spec), target)
 
 
+@dataclass(frozen=True)
+class RandomBuilds:
+    """Several builds of one kind of model, chosen by the spec's size (random:tiny, random:hotword)."""
+
+    label: str
+    builds: tuple[RandomBuild, ...]
+
+    @property
+    def sizes(self) -> tuple[str, ...]:
+        return tuple(size for build in self.builds for size in build.sizes)
+
+    def ensure(self, spec: str, cache_dir: Path) -> Path:
+        size = spec[len(RANDOM_PREFIX):] if is_random_spec(spec) else ""
+        for build in self.builds:
+            if size in build.sizes:
+                return build.ensure(spec, cache_dir)
+        raise ValueError(f"{self.label} '{spec}': a random {self.label}'s size must be one of "
+                         f"{', '.join(self.sizes)}, not '{size}'")
+
+
 def instantiate(model_name: str, seed: int, **kwargs: Any) -> torch.nn.Module:
     """FunASR's registered class `model_name`, built with `kwargs` from a fixed seed (the global
     RNG is left as it was), in eval mode."""
@@ -149,5 +169,3 @@ def swap_in(target: Path, fill: Callable[[Path], None], complete: Callable[[Path
         raise
     return target
 
-
-_swap_in = swap_in  # TEMPORARY alias for helpers' in-progress code; removed before the layout lands

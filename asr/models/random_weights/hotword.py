@@ -64,8 +64,8 @@ from pathlib import Path
 
 import torch
 
-from asr.model_dir import write_model_dir
-from asr.random_model import _cmvn_text, _instantiate, build_config, build_vocabulary
+from asr.models.random_weights.base import RandomBuild, write_model_dir
+from asr.models.random_weights.seaco import SEACO, _cmvn_text, _instantiate, build_config, build_vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -365,13 +365,12 @@ def generate(target: Path, seed: int = 0) -> Path:
     return target
 
 
+HOTWORD = RandomBuild(label="model", folder="random", sizes=("hotword",), version=GENERATOR_VERSION,
+                      files=SEACO.files, generate=lambda size, target: generate(target))
+
+
 def ensure_hotword_model(spec: str, cache_dir: Path) -> Path:
-    """The directory for `random:hotword`, generated once into `cache_dir` (the models cache).
-    Same signature as `ensure_random_model`, so model resolution can dispatch to either."""
+    """The directory for `random:hotword`, generated once into `cache_dir` (the models cache)."""
     if spec != HOTWORD_SPEC:
         raise ValueError(f"model '{spec}' is not {HOTWORD_SPEC}")
-    target = cache_dir / f"random-hotword-v{GENERATOR_VERSION}"
-    if (target / "model.pt").is_file() and (target / "configuration.json").is_file():
-        return target
-    log.info("building %s into %s (first use only)", HOTWORD_SPEC, target)
-    return generate(target)
+    return HOTWORD.ensure(spec, cache_dir)
