@@ -14,7 +14,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,14 +37,16 @@ from asr.recognition.precision import check_precision
 from asr.recognition.recognizer import BatchTimings, Recognizer
 from asr.request import RUN_NUMBERS, EnterOnce, Progress, ProgressReport, Request
 from asr.results import Result, RunStats, Transcription
-from asr.settings import Settings, coerce
+from asr.settings import Settings, coerce, normalize_speaker_count
 from asr.speech.vad import load_detector, plan_segments
 from asr.system.cpu import CpuFeatures, default_linear_kernels, detect_cpu
 from asr.system.gpu import release_cached_memory
 from asr.system.threads import thread_count
 from asr.text.punctuation import Punctuator, load_punctuator
 from asr.text.sentences import CueLimits
-from asr.text.transcript import Piece, Transcript, assemble
+from asr.text.speaker_encoders import SpeakerEncoder, load_speaker_encoder
+from asr.text.speakers import SpeakerOptions, diarize, match_known_speakers, rename
+from asr.text.transcript import Piece, Transcript, assemble, normalize_numbers
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ class _Job:
     probed_s: float
     use_cache: bool = True
     roots: Sequence[Path] | None = None  # read only inside these folders (checked at open time)
+    speakers: SpeakerOptions | None = None  # diarize this file's own audio after speech detection
 
 
 @dataclass
@@ -83,6 +86,11 @@ class RunOptions:
     # Called on the caller's thread with each recognised piece of a file, in time order, as soon
     # as all before it are done (the API streams them).
     on_piece: Callable[[int, Piece], None] | None = None
+    itn: bool | None = None  # numbers as digits in texts (settings.itn)
+    speakers: str | int | None = None  # off, auto or a count (settings.speakers.count)
+    # Named reference voices (name -> 16 kHz mono samples, a few seconds each): found speakers
+    # that sound like one take its name instead of S1, S2...
+    known_speakers: Mapping[str, np.ndarray] | None = None
 
 
 class Engine:
@@ -131,6 +139,10 @@ class Engine:
         self.vad = load_detector(settings.vad, settings.vad_model, cache_dir, "cpu")
         self.punctuator = punctuator if punctuator is not None else (
             load_punctuator(settings.punctuation, self.loaded.device, cache_dir))
+        self._speaker_encoder = None
+        self._speaker_lock = threading.Lock()
+        if settings.speakers.count != "off":
+            self.speaker_encoder()  # a default that cannot load stops the start, as punctuation's does
         self.cue_limits = CueLimits(settings.subtitles.max_s, settings.subtitles.max_chars,
                                     settings.subtitles.pause_s)
         self.default_batch_size = settings.batch_size
@@ -185,16 +197,23 @@ class Engine:
         hotword_ids = self.recognizer.hotword_list(parse_hotwords(opts.hotwords, hw.max_count, hw.max_chars))
         preload = self.settings.preload_audio if opts.preload is None else opts.preload
 
-        jobs = [self._job(i, source, opts.use_cache, opts.confine_to) for i, source in enumerate(inputs)]
+        speakers = self._speaker_options(opts.speakers)
+        jobs = [self._job(i, source, opts.use_cache, opts.confine_to, speakers)
+                for i, source in enumerate(inputs)]
         # Longest first: similar lengths share a batch (little padding), and an out-of-memory
         # shows up on the first batch rather than the last.
         ordered = sorted(jobs, key=lambda j: (-j.probed_s, j.index))
         stats = RunStats(files=len(jobs), requested_batch_size=size, preload=preload)
         results: list[Result | None] = [None] * len(jobs)
         timestamps = self.settings.timestamps if opts.timestamps is None else bool(opts.timestamps)
+        # Speakers cut sentences at word times, so they need the timestamp head.
+        timestamps = timestamps or speakers is not None
+        itn = self.settings.itn if opts.itn is None else bool(opts.itn)
+        known = self._known_voices(opts.known_speakers) if speakers is not None else {}
+        assemble_file = functools.partial(self._assemble_file, itn=itn, known=known)
         # Side-by-side CPU batches pad nothing, but the same limit bounds how long their lanes sit
         # idle waiting for the batch's longest file: the same sum, lanes x longest - total.
-        request = Request(self.batcher, self._assemble_file, size, hotword_ids, stats, results,
+        request = Request(self.batcher, assemble_file, size, hotword_ids, stats, results,
                           ProgressReport(opts.progress, len(jobs)), self.settings.padding_limit_pct / 100.0,
                           timestamps,
                           name=f"run-{next(RUN_NUMBERS)}", cancel=opts.cancel, on_piece=opts.on_piece)
@@ -261,10 +280,48 @@ class Engine:
             alone_once.close()
             request.close()
 
-    def _assemble_file(self, pieces: list[Piece], item: Prepared, timestamps: bool) -> Transcript:
-        """The text stages, per file after recognition: join, punctuate, cut into sentences."""
+    def _assemble_file(self, pieces: list[Piece], item: Prepared, timestamps: bool, *, itn: bool = False,
+                       known: Mapping[str, np.ndarray] | None = None) -> Transcript:
+        """The text stages, per file after recognition: join, punctuate, cut into sentences at
+        sentence marks and speaker changes, name known voices, write numbers as digits."""
         punctuator = self.punctuator
-        return assemble(pieces, punctuator.punctuate if punctuator else None, timestamps, self.cue_limits)
+        diarization = item.diarization
+        if diarization is not None and known:
+            matches = match_known_speakers(diarization, dict(known))
+            diarization = rename(diarization, {m.label: m.name for m in matches})
+        transcript = assemble(pieces, punctuator.punctuate if punctuator else None, timestamps,
+                              self.cue_limits, speakers=diarization)
+        return normalize_numbers(transcript) if itn else transcript
+
+    # ---- speakers ---------------------------------------------------------------------------
+
+    def speaker_encoder(self) -> SpeakerEncoder:
+        """The speaker model (`speaker_model`), loaded at its first use and kept."""
+        with self._speaker_lock:
+            if self._speaker_encoder is None:
+                settings = self.settings
+                self._speaker_encoder = load_speaker_encoder(
+                    settings.speaker_model, "cpu" if self.loaded.device.type == "cpu" else self.loaded.device,
+                    settings.resolve_path(settings.cache_dir))
+            return self._speaker_encoder
+
+    def _speaker_options(self, requested: str | int | None) -> SpeakerOptions | None:
+        """This run's speaker request (off -> None), checked like the setting."""
+        count = normalize_speaker_count(self.settings.speakers.count if requested is None else requested)
+        if count == "off":
+            return None
+        s = self.settings.speakers
+        return SpeakerOptions(count=None if count == "auto" else int(count), max_speakers=s.max,
+                              threshold=s.threshold or None)
+
+    def _known_voices(self, voices: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+        """Reference clips as embeddings, once per run (each file's speakers are matched to them)."""
+        if not voices:
+            return {}
+        encoder = self.speaker_encoder()
+        with thread_count(1):
+            return {name: encoder.embed_clip(np.asarray(samples, dtype=np.float32))
+                    for name, samples in voices.items()}
 
     def piece_text(self, piece: Piece) -> str:
         """One piece's text for a live stream, punctuated on its own (the file's final text is
@@ -346,15 +403,15 @@ class Engine:
     # ---- preparation (runs inline or on preload threads) -----------------------------------
 
     def _job(self, index: int, source: AudioInput, use_cache: bool,
-             roots: Sequence[Path] | None = None) -> _Job:
+             roots: Sequence[Path] | None = None, speakers: SpeakerOptions | None = None) -> _Job:
         if isinstance(source, (str, Path)):
             # A confined file is not probed by name (a FIFO swapped in would block the probe):
             # its size stands in for its length, for sorting only.
             probed = _size_seconds(Path(source)) if roots is not None else _probe_seconds(Path(source))
-            return _Job(index, Path(source).name, source, probed, use_cache, roots)
+            return _Job(index, Path(source).name, source, probed, use_cache, roots, speakers)
         samples, rate = source
         seconds = len(samples) / rate if rate else 0.0
-        return _Job(index, f"input-{index + 1}", source, seconds, use_cache)
+        return _Job(index, f"input-{index + 1}", source, seconds, use_cache, speakers=speakers)
 
     def _estimate_bytes(self, job: _Job) -> int:
         dim = self.loaded.frontend.output_size()
@@ -385,7 +442,8 @@ class Engine:
                     else audio_io.read_file(job.source))
             # How the file is cut is part of the key: cached segments must match today's settings.
             key = cache_key(audio_io.md5_of(data), f"{self.features.fingerprint}/{self._cut_fingerprint}")
-            cached = self.cache.get(key) if job.use_cache else None
+            # Speakers need the samples themselves, which the cache does not keep.
+            cached = self.cache.get(key) if job.use_cache and job.speakers is None else None
             if cached is not None:
                 # Same bytes, same frontend: decoding would give the same samples, so skip it.
                 audio_io.check_duration_s(cached.duration_s, limits.min_duration_s,
@@ -406,6 +464,8 @@ class Engine:
         regions = self.vad.detect(decoded.samples)
         ranges = plan_segments(decoded.samples, regions, self.vad.name, limits.segment_s,
                                limits.vad_merge_gap_s)
+        if job.speakers is not None:
+            self._diarize(decoded.samples, regions, job.speakers, item)
         t2 = time.perf_counter()
         item.vad_s = t2 - t1
         item.segments = [self.features(decoded.samples[a:b]) for a, b in ranges]
@@ -415,6 +475,16 @@ class Engine:
         item.features_s = time.perf_counter() - t2
         if key and job.use_cache:
             self.cache.put(key, CachedFeatures(item.segments, item.duration_s, item.starts_s))
+
+    def _diarize(self, samples: np.ndarray, regions, options: SpeakerOptions, item: Prepared) -> None:
+        """The file's speakers from its own audio and speech regions (never its batch mates').
+        A failure costs the labels, with a warning, never the transcript."""
+        try:
+            item.diarization = diarize(samples, [(a / audio_io.TARGET_RATE, b / audio_io.TARGET_RATE)
+                                                 for a, b in regions], self.speaker_encoder(), options)
+        except Exception as exc:  # noqa: BLE001 - an extra must never cost a transcript
+            log.warning("speaker labels failed for %s: %s: %s", item.name, type(exc).__name__, exc)
+            item.warnings.append(f"speaker labels failed ({type(exc).__name__}: {exc}); the text has none")
 
     @functools.cached_property
     def _cut_fingerprint(self) -> str:

@@ -233,7 +233,7 @@ class Request:
         with thread_count(1):  # beside the model, as preparation: its small ops gain nothing from two
             transcript = self.assemble_file(ok, item, self.timestamps)
         self.stats.punctuation_s += time.perf_counter() - started
-        warnings = entry.warnings + transcript.warnings
+        warnings = item.warnings + entry.warnings + transcript.warnings
         if not item.segments:
             warnings.append("no speech found")
         self.results[index] = Result(
@@ -242,6 +242,7 @@ class Request:
             features_s=item.features_s + item.vad_s, model_s=entry.model_s, batch_size=entry.batch,
             backed_off=entry.backed_off, cache_hit=item.cache_hit, token_ids=tokens,
             error=entry.error, warnings=warnings, segments=transcript.segments,
+            raw_text=transcript.raw_text, speakers=transcript.speakers,
         )
         self.report.done(item.name)
 

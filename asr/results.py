@@ -19,7 +19,8 @@ class Word:
 
     start_s: float
     end_s: float
-    text: str
+    text: str  # always the recogniser's own token text (number normalisation never touches words)
+    speaker: str | None = None  # S1, S2, ... (or a given name) when speakers were asked for
 
 
 @dataclass
@@ -27,13 +28,17 @@ class Segment:
     """A stretch of a transcript with its place in the recording, in faster-whisper's style.
 
     With punctuation and timestamps these are sentences cut to subtitle size; without, the speech
-    segments the model heard. `words` is filled only when timestamps were asked for."""
+    segments the model heard. `words` is filled only when timestamps were asked for; `speaker`
+    only when speakers were; `raw_text` only when numbers were normalised (ITN), holding the
+    text before that, so nothing the recogniser said is lost."""
 
     start_s: float
     end_s: float
     text: str
     confidence: float = 0.0
     words: list[Word] | None = None
+    speaker: str | None = None
+    raw_text: str | None = None
 
 
 @dataclass
@@ -54,6 +59,8 @@ class Result:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)  # the file succeeded, but the user should know
     segments: list[Segment] = field(default_factory=list)
+    raw_text: str | None = None  # the text before number normalisation (ITN); None when it was off
+    speakers: list[str] | None = None  # the file's speakers in order of first appearance, when asked
 
     @property
     def ok(self) -> bool:
@@ -69,16 +76,26 @@ class Result:
         return self.processing_s / self.duration_s if self.duration_s > 0 else 0.0
 
     def to_dict(self, with_tokens: bool = False) -> dict:
+        """Plain data; fields of features that were off (speakers, ITN's raw text, words) are left
+        out rather than null, so a result with them off reads as it always did."""
         data = asdict(self)
         if not with_tokens:
             data.pop("token_ids")
+        for key in ("raw_text", "speakers"):
+            if data[key] is None:
+                del data[key]
         for segment in data["segments"]:
             segment["start_s"], segment["end_s"] = round(segment["start_s"], 3), round(segment["end_s"], 3)
+            for key in ("speaker", "raw_text"):
+                if segment[key] is None:
+                    del segment[key]
             if segment["words"] is None:
                 del segment["words"]
             else:
                 for word in segment["words"]:
                     word["start_s"], word["end_s"] = round(word["start_s"], 3), round(word["end_s"], 3)
+                    if word["speaker"] is None:
+                        del word["speaker"]
         data["processing_s"] = round(self.processing_s, 4)
         data["rtf"] = round(self.rtf, 5)
         for key in ("duration_s", "decode_s", "features_s", "model_s"):

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "iic/speech_seaco_paraformer_large_asr_nat-zh-cn-16k-common-vocab8404-pytorch"
 DEFAULT_VAD_MODEL = "iic/speech_fsmn_vad_zh-cn-16k-common-pytorch"
 DEFAULT_PUNCTUATION = "iic/punc_ct-transformer_zh-cn-common-vocab272727-pytorch"
+DEFAULT_SPEAKER_MODEL = "iic/speech_campplus_sv_zh-cn_16k-common"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config.yaml"
 
@@ -45,7 +46,8 @@ def _at_least(minimum: float, **extra: Any) -> dict:
 # Whether a setting changes what a transcript says. Every leaf setting declares it, in its own
 # metadata or through its section's RESULTS (a test holds every key to that), so the batch job's
 # fingerprint and anything else that must know read it from here instead of a hand-kept list.
-# "only_when": (other key, value) limits it to when another setting has that value.
+# "only_when": (other key, value) limits it to when another setting has that value; "unless":
+# (other key, value) to when it has any other value.
 CHANGES_RESULTS = {"results": True}
 NO_RESULTS = {"results": False}
 
@@ -130,11 +132,25 @@ class TuningSettings:
 
 
 @dataclass
+class SpeakerSettings:
+    RESULTS: ClassVar[bool] = True  # who said what is part of the transcript
+    # off (default), auto (the count is found), or a known count N
+    count: str = field(default="off", metadata={"speaker_count": True})
+    max: int = field(default=8, metadata={"min": 1, "max": 64})  # the most `auto` may find
+    # auto: clusters at least this alike (mean cosine) are one speaker; 0 takes the encoder's own
+    threshold: float = field(default=0.0, metadata={"min": -1.0, "max": 1.0})
+
+
+@dataclass
 class RealtimeSettings:
     RESULTS: ClassVar[bool] = False  # the live tab only; files and jobs never use these
     update_interval_s: float = field(default=1.0, metadata={"min": 0.2, "max": 10.0})
     pause_s: float = field(default=0.6, metadata={"min": 0.1, "max": 5.0})
     max_segment_s: float = field(default=20.0, metadata={"min": 2.0, "max": 60.0})
+    # Audio waiting for recognition beyond this is dropped (oldest first) and shown as dropped.
+    max_backlog_s: float = field(default=60.0, metadata={"min": 1.0, "max": 600.0})
+    # Live recordings open at once on the server (each holds a worker thread and up to a backlog).
+    max_sessions: int = field(default=16, metadata={"min": 1, "max": 1024})
 
 
 @dataclass
@@ -160,6 +176,9 @@ class Settings:
                            metadata={"results": True, "only_when": ("vad", "fsmn")})
     punctuation: str = field(default=DEFAULT_PUNCTUATION, metadata=CHANGES_RESULTS)
     timestamps: bool = field(default=False, metadata=CHANGES_RESULTS)
+    itn: bool = field(default=False, metadata=CHANGES_RESULTS)  # numbers, dates, amounts as digits
+    speaker_model: str = field(default=DEFAULT_SPEAKER_MODEL,
+                               metadata={"results": True, "unless": ("speakers.count", "off")})
     simulate_oom_frames: int = field(default=0, metadata=_at_least(0, results=True))
     log_level: str = field(default="INFO", metadata=_choice("DEBUG", "INFO", "WARNING", "ERROR",
                                                             results=False))
@@ -173,6 +192,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     tuning: TuningSettings = field(default_factory=TuningSettings)
     realtime: RealtimeSettings = field(default_factory=RealtimeSettings)
+    speakers: SpeakerSettings = field(default_factory=SpeakerSettings)
     config_path: str = field(default="", metadata={"internal": True})
 
     def resolve_path(self, value: str) -> Path:
@@ -228,6 +248,9 @@ def result_settings(settings: Settings) -> dict[str, Any]:
         condition = meta.get("only_when")
         if condition and flat[condition[0]] != condition[1]:
             continue
+        exception = meta.get("unless")
+        if exception and flat[exception[0]] == exception[1]:
+            continue
         chosen[key] = flat[key]
     return chosen
 
@@ -260,6 +283,8 @@ def _from_environment(key: str, environ: Mapping[str, str]) -> tuple[str, str] |
 
 
 def _describe(hint: Any, meta: dict) -> str:
+    if meta.get("speaker_count"):
+        return "off, auto, or a whole number of speakers (1 or more)"
     if "choices" in meta:
         return "one of " + ", ".join(meta["choices"])
     if hint is bool:
@@ -338,6 +363,8 @@ def coerce(key: str, value: Any, source: str) -> Any:
         if isinstance(exc, SettingsError):
             raise
         raise bad from None
+    if meta.get("speaker_count"):
+        result = normalize_speaker_count(result, bad)
     if "choices" in meta:
         normalised = result.upper() if key == "log_level" else result.lower()
         if normalised not in meta["choices"]:
@@ -348,6 +375,19 @@ def coerce(key: str, value: Any, source: str) -> Any:
     if "max" in meta and result > meta["max"]:
         raise bad
     return result
+
+
+def normalize_speaker_count(value: Any, bad: Exception | None = None) -> str:
+    """`speakers.count` as "off", "auto" or a whole number's digits ("2"); YAML's off/false and
+    numbers are accepted. Raises `bad` (or ValueError) for anything else."""
+    text = str(value).strip().lower()
+    if value is False or text in ("off", "false", "no", "none", "0"):
+        return "off"
+    if text == "auto":
+        return "auto"
+    if text.isdigit() and int(text) >= 1:
+        return str(int(text))
+    raise bad or ValueError(f"speakers must be off, auto or a whole number of speakers, not {value!r}")
 
 
 def _set(settings: Settings, key: str, value: Any) -> None:

@@ -132,6 +132,9 @@ def test_every_setting_says_whether_it_changes_results_and_the_fingerprint_follo
         condition = meta.get("only_when")
         if condition:
             base_overrides[condition[0]] = condition[1]
+        exception = meta.get("unless")
+        if exception:
+            base_overrides[exception[0]] = _another_value(exception[1], *SCHEMA[exception[0]])
         base = job_settings(**base_overrides)
         value = _another_value(base.flat()[key], hint, meta)
         changed = job_settings(**base_overrides, **{key: value})
@@ -141,6 +144,8 @@ def test_every_setting_says_whether_it_changes_results_and_the_fingerprint_follo
 
 def _another_value(current, hint, meta):
     """A valid value for a setting other than `current`."""
+    if meta.get("speaker_count"):
+        return "2" if current == "auto" else "auto"
     if "choices" in meta:
         return next(c for c in meta["choices"] if c != current)
     if hint is bool:

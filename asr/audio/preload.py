@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import torch
 
@@ -37,6 +37,8 @@ class Prepared:
     features_s: float = 0.0
     cache_hit: bool = False
     error: str | None = None
+    diarization: Any = None  # the file's speakers (asr.text.speakers.Diarization) when asked for
+    warnings: list[str] = field(default_factory=list)  # the file goes on, but the user should know
 
     @property
     def nbytes(self) -> int:

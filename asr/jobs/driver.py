@@ -374,5 +374,6 @@ def result_from_record(record: dict) -> Result:
     segments = []
     for s in record.get("segments") or []:
         words = [Word(**w) for w in s["words"]] if s.get("words") is not None else None
-        segments.append(Segment(s["start_s"], s["end_s"], s["text"], s.get("confidence", 0.0), words))
+        segments.append(Segment(s["start_s"], s["end_s"], s["text"], s.get("confidence", 0.0), words,
+                                s.get("speaker"), s.get("raw_text")))
     return Result(**{k: v for k, v in record.items() if k in names}, segments=segments)

@@ -24,8 +24,11 @@ def configure_logging(level_name: str, quiet: bool = False) -> None:
     logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr, force=True)
 
 
-_ENGINE_FLAGS = ("model", "device", "precision", "fp16", "int8", "preload_audio", "batch_size", "vad",
-                 "punctuation", "timestamps")
+# Flag (argparse dest) -> setting key.
+_ENGINE_FLAGS = {name: name for name in ("model", "device", "precision", "fp16", "int8", "preload_audio",
+                                         "batch_size", "vad", "punctuation", "timestamps", "itn",
+                                         "speaker_model")}
+_ENGINE_FLAGS["speakers"] = "speakers.count"
 
 
 def add_engine_flags(parser: argparse.ArgumentParser, batch_size: bool = True) -> None:
@@ -51,12 +54,20 @@ def add_engine_flags(parser: argparse.ArgumentParser, batch_size: bool = True) -
                         help="punctuation model: ModelScope id, local directory, random:tiny, or off")
     parser.add_argument("--timestamps", action=on_off, default=None,
                         help="word and sentence times (the timestamp head; a little more model work)")
+    parser.add_argument("--itn", action=on_off, default=None,
+                        help="numbers, dates and amounts as digits (2024年3月5日, 下午3:15, 5%%); the raw text "
+                             "is kept beside")
+    parser.add_argument("--speakers", metavar="auto|N|off",
+                        help="speaker labels: auto (the count is found), a known count N, or off")
+    parser.add_argument("--speaker-model",
+                        help="speaker embeddings: a CAM++ ModelScope id or directory, cam++, ge2e, or "
+                             "random:tiny")
     parser.add_argument("--config", help="config.yaml to read (default: the project's)")
 
 
 def engine_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Settings overrides from the flags `add_engine_flags` defined (None: not given)."""
-    return {name: getattr(args, name, None) for name in _ENGINE_FLAGS}
+    return {key: getattr(args, name, None) for name, key in _ENGINE_FLAGS.items()}
 
 
 def settings_for_command(config: str | Path | None, overrides: Mapping[str, Any],

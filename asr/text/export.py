@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import PurePath
 
-from asr.results import Result, Segment
+from asr.results import Result, Segment, join_text
 
 CSV_COLUMNS = ("file", "text", "confidence", "duration_s", "processing_s", "rtf", "status", "error")
 FORMATS = ("txt", "json", "srt", "vtt", "tsv")
@@ -58,31 +58,60 @@ def _cues(result: Result) -> list[Segment]:
         text = " ".join(segment.text.split())  # a cue line never holds a line break of its own
         if text:
             end = max(segment.end_s, segment.start_s + _MIN_CUE_S)
-            cues.append(Segment(segment.start_s, end, text, segment.confidence))
+            cues.append(Segment(segment.start_s, end, text, segment.confidence, speaker=segment.speaker))
     return sorted(cues, key=lambda c: (c.start_s, c.end_s))
 
 
+def _labelled(cue: Segment) -> str:
+    """"S1: text" when the cue has a speaker (SRT and TXT write speakers this way)."""
+    return f"{cue.speaker}: {cue.text}" if cue.speaker else cue.text
+
+
 def srt(result: Result) -> str:
-    blocks = [f"{n}\n{clock(c.start_s, ',')} --> {clock(c.end_s, ',')}\n{c.text}\n"
+    blocks = [f"{n}\n{clock(c.start_s, ',')} --> {clock(c.end_s, ',')}\n{_labelled(c)}\n"
               for n, c in enumerate(_cues(result), 1)]
     return "\n".join(blocks)
 
 
+def _voice(cue: Segment) -> str:
+    """WebVTT's voice span, `<v S1>text`, when the cue has a speaker."""
+    if not cue.speaker:
+        return cue.text
+    name = cue.speaker.replace(">", "").replace("&", "&amp;").replace("<", "&lt;")
+    return f"<v {name}>{cue.text.replace('&', '&amp;').replace('<', '&lt;')}"
+
+
 def vtt(result: Result) -> str:
-    blocks = [f"{clock(c.start_s, '.')} --> {clock(c.end_s, '.')}\n{c.text}\n" for c in _cues(result)]
+    blocks = [f"{clock(c.start_s, '.')} --> {clock(c.end_s, '.')}\n{_voice(c)}\n" for c in _cues(result)]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
 def tsv(result: Result) -> str:
-    """start, end (integer milliseconds, as Whisper writes them) and text: a spreadsheet's view."""
-    lines = ["start\tend\ttext"]
-    lines += [f"{round(c.start_s * 1000)}\t{round(c.end_s * 1000)}\t{c.text.replace(chr(9), ' ')}"
-              for c in _cues(result)]
+    """start, end (integer milliseconds, as Whisper writes them) and text: a spreadsheet's view;
+    with speakers, a speaker column before the text."""
+    cues = _cues(result)
+    labelled = any(c.speaker for c in cues)
+    lines = ["start\tend\tspeaker\ttext" if labelled else "start\tend\ttext"]
+    for c in cues:
+        text = c.text.replace(chr(9), " ")
+        middle = f"{c.speaker or ''}\t" if labelled else ""
+        lines.append(f"{round(c.start_s * 1000)}\t{round(c.end_s * 1000)}\t{middle}{text}")
     return "\n".join(lines) + "\n"
 
 
 def txt(result: Result) -> str:
-    return (result.text if result.ok else f"[error] {result.error}") + "\n"
+    """The text; with speakers, one line per turn, "S1: ..."."""
+    if not result.ok:
+        return f"[error] {result.error}\n"
+    if not result.speakers:
+        return result.text + "\n"
+    turns: list[tuple[str | None, str]] = []
+    for segment in result.segments:
+        if turns and turns[-1][0] == segment.speaker:
+            turns[-1] = (segment.speaker, join_text(turns[-1][1], segment.text))
+        else:
+            turns.append((segment.speaker, segment.text))
+    return "".join(f"{speaker}: {text}\n" if speaker else f"{text}\n" for speaker, text in turns)
 
 
 def json_one(result: Result) -> str:

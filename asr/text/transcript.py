@@ -1,14 +1,20 @@
-"""One file's recognised pieces -> its text and segments: join, punctuate, cut into sentences.
+"""One file's recognised pieces -> its text and segments: join, punctuate, cut into sentences,
+label speakers, write numbers as digits.
 
 Runs once per file, after every piece of it has come back from the model, so nothing here can
 depend on batch mates. Punctuation sees the whole file's words at once, because a sentence can
 span a VAD cut; it gets exactly the recogniser's words and gives one mark per word, so marks and
-times cannot disagree in length (FunASR #1410, #1795). If punctuation fails, the file keeps its
-unpunctuated text and a warning: an extra must never cost a transcript.
+times cannot disagree in length (FunASR #1410, #1795). Speakers come as one label per timed word
+(asr.text.speakers), so a sentence is cut exactly where the speaker changes and the labels can
+never disagree in length with the words either (FunASR #2393). Number normalisation (ITN)
+rewrites the file's and its segments' texts last, keeping the raw text beside them, and never
+touches words. If punctuation or ITN fails, the file keeps its text and a warning: an extra must
+never cost a transcript.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -17,7 +23,9 @@ from dataclasses import dataclass, field
 
 from asr.recognition.recognizer import Decoded, DecodedWord
 from asr.results import Segment, Word, join_text
+from asr.text.numbers import normalize_text, normalize_texts
 from asr.text.sentences import CueLimits, TimedWord, cut_sentences, render
+from asr.text.speakers import Diarization, assign_words, group_speaker, split_at_speaker_changes
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +44,14 @@ class Transcript:
     text: str
     segments: list[Segment]
     warnings: list[str] = field(default_factory=list)
+    raw_text: str | None = None  # before ITN, when it ran
+    speakers: list[str] | None = None  # in order of first appearance, when labelled
 
 
 def assemble(pieces: Sequence[Piece], punctuate=None, timestamps: bool = False,
-             limits: CueLimits = CueLimits()) -> Transcript:
-    """`punctuate(words) -> marks` (one per word) or None for no punctuation."""
+             limits: CueLimits = CueLimits(), speakers: Diarization | None = None) -> Transcript:
+    """`punctuate(words) -> marks` (one per word) or None for no punctuation; `speakers`: the
+    file's diarization, giving every sentence and word its speaker."""
     pieces = [p for p in pieces if p.decoded.words or p.decoded.text]
     warnings = sorted({p.decoded.timing_note for p in pieces if p.decoded.timing_note})
     words = [(piece, word) for piece in pieces for word in piece.decoded.words]
@@ -65,11 +76,32 @@ def assemble(pieces: Sequence[Piece], punctuate=None, timestamps: bool = False,
     have_times = all(word.start_s is not None for _, word in words)
     if timestamps and timed and have_times:
         groups = _groups_by_cue(timed, words, marks is not None, limits)
-        segments = [_segment(timed, [words[i][1] for i in group], group, with_words=True)
+        labels = None
+        if speakers is not None:
+            labels = assign_words([(w.start_s, w.end_s) for w in timed], speakers)
+            groups = split_at_speaker_changes(groups, labels)
+        segments = [_segment(timed, [words[i][1] for i in group], group, with_words=True, speakers=labels)
                     for group in groups]
     else:
         segments = _segments_by_piece(pieces, timed, words, marks is not None)
-    return Transcript(text, segments, warnings)
+        if speakers is not None:  # no word times: each piece gets the speaker holding most of it
+            for segment in segments:
+                segment.speaker = speakers.speaker_at(segment.start_s, segment.end_s)
+    found = None
+    if speakers is not None:
+        found = list(dict.fromkeys(s.speaker for s in segments if s.speaker is not None))
+    return Transcript(text, segments, warnings, speakers=found)
+
+
+def normalize_numbers(transcript: Transcript) -> Transcript:
+    """Write numbers, dates and amounts as digits in the file's text and each segment's text
+    (ITN), keeping the raw texts beside them; words keep the recogniser's own tokens."""
+    whole = normalize_text(transcript.text)
+    parts = normalize_texts([segment.text for segment in transcript.segments])
+    for segment, part in zip(transcript.segments, parts, strict=True):
+        segment.raw_text, segment.text = part.raw, part.text
+    warnings = transcript.warnings + sorted({r.warning for r in (whole, *parts) if r.warning})
+    return dataclasses.replace(transcript, text=whole.text, raw_text=transcript.text, warnings=warnings)
 
 
 def _timed(piece: Piece, word: DecodedWord, mark: str) -> TimedWord:
@@ -93,14 +125,17 @@ def _groups_by_cue(timed: list[TimedWord], words, punctuated: bool, limits: CueL
 
 
 def _segment(timed: list[TimedWord], decoded_words: list[DecodedWord], group: list[int],
-             with_words: bool) -> Segment:
+             with_words: bool, speakers: Sequence[str | None] | None = None) -> Segment:
     chosen = [timed[i] for i in group]
     logprob = sum(w.logprob for w in decoded_words)
     tokens = sum(w.tokens for w in decoded_words)
+    labels = [speakers[i] for i in group] if speakers is not None else [None] * len(group)
     return Segment(
         start_s=chosen[0].start_s, end_s=chosen[-1].end_s, text=render(chosen),
         confidence=round(min(1.0, math.exp(logprob / tokens)), 4) if tokens else 0.0,
-        words=[Word(w.start_s, w.end_s, w.text) for w in chosen] if with_words else None,
+        words=[Word(w.start_s, w.end_s, w.text, label) for w, label in zip(chosen, labels, strict=True)]
+        if with_words else None,
+        speaker=group_speaker(group, speakers) if speakers is not None else None,
     )
 
 
