@@ -55,8 +55,8 @@ def add_engine_flags(parser: argparse.ArgumentParser, batch_size: bool = True) -
     parser.add_argument("--timestamps", action=on_off, default=None,
                         help="word and sentence times (the timestamp head; a little more model work)")
     parser.add_argument("--itn", action=on_off, default=None,
-                        help="numbers, dates and amounts as digits (2024年3月5日, 下午3:15, 5%%); the raw text "
-                             "is kept beside")
+                        help="numbers, dates and amounts as digits (2024年3月5日, 下午3:15, 5%%); "
+                             "the raw text is kept beside")
     parser.add_argument("--speakers", metavar="auto|N|off",
                         help="speaker labels: auto (the count is found), a known count N, or off")
     parser.add_argument("--speaker-model",
