@@ -55,3 +55,20 @@ def chromium_path() -> str:
             pytest.fail("chromium is not installed; `bash run.sh test` installs it when run as root")
         pytest.skip("chromium is not installed")
     return path
+
+
+# `pytest -m quick` (README: the quick loop): every part of the product once, in under three
+# minutes on 2 cores; the full suite adds the slow end-to-end runs (CLI and job subprocesses,
+# the bench, the GPU kit's dry run, browser tests, the API under load).
+QUICK_MODULES = {
+    "test_settings", "test_folders", "test_model", "test_repository", "test_audio", "test_punctuation",
+    "test_container_files", "test_numbers", "test_attention", "test_pipeline", "test_batcher",
+    "test_speakers", "test_hotword_model", "test_vad_fsmn", "test_memory_model", "test_cache",
+    "test_transcripts", "test_cpu", "test_text_stages", "test_export", "test_engine",
+}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if item.path.stem in QUICK_MODULES:
+            item.add_marker(pytest.mark.quick)
