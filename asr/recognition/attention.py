@@ -4,13 +4,13 @@ FunASR's `MultiHeadedAttentionSANM.forward` builds the scores of every head as o
 batch x heads x T x T tensor, fills the masked keys with -inf into a second, takes the softmax
 into a third and zeroes the masked entries into a fourth, all alive at once, before multiplying
 by the values. At SeACo-Paraformer's width (4 heads) one score-sized tensor for a batch of 4
-files of 6000 frames (6 minutes each at 60 ms per frame) is 2.1 GiB in fp32, and one layer
-peaked at 9.0 GiB above its inputs on CPU (4.6 GiB with the full-mask shortcut of
-asr/recognizer.py, which leaves two), so on a GPU the batch that fits shrinks with the square
-of the length. `torch.nn.functional.scaled_dot_product_attention` computes the same result in
-tiles (flash / memory-efficient kernels on CUDA, the flash kernel on CPU): its working memory
-grows linearly with the length (0.37 GiB for that layer) and the scores only ever live in fp32
-accumulators inside the kernel.
+files of 6000 frames (6 minutes each at 60 ms per frame) is 4 x 4 x 6000 x 6000 x 4 bytes =
+2.1 GiB in fp32, and four of them live at once (two with the full-mask shortcut of
+asr/recognition/recognizer.py), so on a GPU the batch that fits shrinks with the square of the
+length. `torch.nn.functional.scaled_dot_product_attention` computes the same result in tiles
+(flash / memory-efficient kernels on CUDA, the flash kernel on CPU): its working memory grows
+linearly with the length and the scores only ever live in fp32 accumulators inside the kernel
+(measured peaks in docs/benchmarks.md).
 
 `use_fused_attention` swaps that computation in per layer instance, keeping everything else of
 FunASR's layer as it is: the same fused q/k/v projection (`forward_qkv`), the FSMN memory branch

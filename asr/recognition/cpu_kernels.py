@@ -2,17 +2,16 @@
 
 torch sends an fp32 `nn.Linear` to MKL on x86 builds, and MKL picks its kernels by CPU vendor:
 on AMD CPUs it runs its AVX2 code even where the CPU has AVX-512. oneDNN, which torch also ships,
-picks by instruction set. On the 2-core AMD EPYC (Zen 5) bench machine, single-threaded, on the
-encoder's shapes: MKL 114 GFLOP/s, oneDNN 255 (1000 x 512 @ 512 x 2048); 81 against 121 on the
-decoder's few-row shapes. Linear layers took three quarters of the model's CPU time with MKL
-(torch.profiler over the bench clips), and the whole model ran 1.5-1.6x faster
-(`python -m benchmarks.bench`, variant C against CM).
+picks by instruction set, so on AMD CPUs with AVX-512 it is the faster library; linear layers
+are most of the model's CPU time. `cpu_gemm: auto` chooses by the CPU (asr.system.cpu); the bench
+measures what each library is worth on a machine (`python -m benchmarks.bench`, variant C against
+CM; figures and CPUs in docs/benchmarks.md).
 
-The two libraries sum in different orders, so outputs differ in the last bits (about 3e-6 on
-the layer above); the bench reports whether that moved any token against FunASR's own run (it
-moved none of 12 files). oneDNN also blocks its sums differently below about 96 rows, so in a
-padded batch a short file's log-probs can differ from a run alone in the last bits, as MKL's do
-below about 8 rows; the engine's batching tests compare tokens, which stayed identical.
+The two libraries sum in different orders, so outputs differ in the last bits; the bench reports
+whether that moved any token against FunASR's own run. oneDNN also blocks its sums differently
+for a small number of rows, so in a padded batch a short file's log-probs can differ from a run
+alone in the last bits, as MKL's do; the engine's batching tests compare tokens, which stay
+identical.
 """
 
 from __future__ import annotations

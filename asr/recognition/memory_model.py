@@ -49,7 +49,7 @@ profiler only sees the thread it runs in, so batches of more than one file are m
 padded twin of the recognizer (the same model, `lanes=1`): that is the form fitted anyway. The
 process's RSS high-water mark (VmHWM, resettable by writing 5 to /proc/self/clear_refs) is no
 use here: freed tensors stay in malloc's heap and are reused, so after the first call a batch's
-peak barely moves RSS (measured: 0-0.15 MB for batches whose allocator peak is 2-90 MB).
+peak barely moves RSS, whatever the allocator's own peak was.
 """
 
 from __future__ import annotations

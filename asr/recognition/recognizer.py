@@ -4,12 +4,10 @@ The stages are FunASR's (encode -> CIF predictor -> SeACo decoder); what this mo
 keeping batch padding out of the results. FunASR's `calc_predictor` hands the CIF predictor the
 encoder output at padded frames (its tail step and its kernel-3 convolution both read the first
 padded frame), so a file's tokens depend on its batch mates. Running the predictor per file on
-the unpadded slice of the batched encoder output removes that leak (measured with MKL kernels: 0 of
-48 files changed their log-probs, against 15-18 of 48 changing tokens through `calc_predictor`
-in padded batches of 8); the encoder and decoder already mask padding.
-What remains is float noise in the last bits where a kernel blocks its sums differently for a
-different number of rows (oneDNN does below about 96 rows at width 512), which flipped no token
-in any test.
+the unpadded slice of the batched encoder output removes that leak (the experiment and its
+counts are in docs/design.md); the encoder and decoder already mask padding. What remains is
+float noise in the last bits where a kernel blocks its sums differently for a different number
+of rows, which flipped no token in any test.
 
 On a CPU a batch need not be padded at all: padding costs as much as speech there. With
 `lanes > 1` a CPU batch runs its files side by side instead, each alone on its share of the

@@ -8,11 +8,9 @@ Offline detection feeds the recording in 10 s chunks through one streaming cache
 own `inference` with `cache=`, is_final on the last chunk). FunASR's offline call does the same
 internally with 60 s chunks, and the regions are identical (checked up to one hour), but one call
 copies the whole input first (torch.cat with the cache's leftover samples) and then holds 60 s
-of fbank, LFR and score tensors at a time. Measured on the 2-core dev box for one hour of audio (220 MB
-of float32): one whole-file call +356 MB peak RSS, 60 s chunks +127 MB, 10 s chunks +12 MB for
-about a fifth more CPU time (roughly 1 s of CPU per minute of audio, most of it FunASR's
-per-frame Python state machine and torch's linear layers). The state machine drops the scores
-and samples it has decided on, so nothing else grows with the input's length.
+of fbank, LFR and score tensors at a time; 10 s chunks hold a sixth of that for a little more CPU
+time (figures in docs/benchmarks.md). The state machine drops the scores and samples it has
+decided on, so nothing else grows with the input's length.
 
 Sample scale: WavFrontendOnline multiplies its input by 32768 before kaldi fbank, always (its
 `upsacle_samples` option is stored but ignored), and FunASR's loaders hand it floats in [-1, 1]

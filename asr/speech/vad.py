@@ -5,12 +5,12 @@ it room to hallucinate. So each recording goes through a voice-activity detector
 `vad` setting), and only its speech regions reach the model:
 
 - `silero` (default): Silero VAD, whose model ships inside its PyPI wheel (MIT), so it works
-  offline. Its own loop calls the model once per 32 ms window (about 50x real time on one core);
-  this runs the same modules over all windows at once and the LSTM over the whole sequence in one
-  call, with the same probabilities to ~1e-6 (tested) and about 8x faster, then hands them to
-  Silero's own `get_speech_timestamps_from_probs`. It runs on one thread: its ops are too small
-  to gain from two (1000x real time on one core of the 2-core AMD EPYC bench machine).
-- `fsmn`: FunASR's fsmn-vad (asr/vad_fsmn.py), for parity with FunASR's own pipeline.
+  offline. Its own loop calls the model once per 32 ms window; this runs the same modules over
+  all windows at once and the LSTM over the whole sequence in one call, with the same
+  probabilities to ~1e-6 (tested) for a fraction of the time, then hands them to Silero's own
+  `get_speech_timestamps_from_probs`. It runs on one thread: its ops are too small to gain from
+  two (figures in docs/benchmarks.md).
+- `fsmn`: FunASR's fsmn-vad (asr/speech/fsmn.py), for parity with FunASR's own pipeline.
 - `energy`: the whole recording, cut at its quietest moments past `input.segment_s`.
 - `off`: whole recordings, never cut (memory grows with the square of the length).
 
