@@ -73,3 +73,38 @@ def test_formats_go_to_the_output_dir_one_file_per_input(reference_wavs, tmp_pat
 def test_unknown_format_is_a_usage_error(reference_wavs):
     proc = run_cli("transcribe", str(reference_wavs[0]), "--format", "docx")
     assert proc.returncode == 2 and "choose from txt, json, srt, vtt, tsv" in proc.stderr
+
+
+def test_speakers_and_numbers_from_the_command_line(tmp_path, loaded_tiny):
+    """--speakers, --speaker-model and --itn reach the engine: the JSON carries speakers and raw
+    text, the subtitles "S1: " and a speaker column; a bad count is a usage error."""
+    import soundfile
+
+    from benchmarks.der import RATE, build, voices
+
+    v = voices()
+    talk = build("ab", [("A", v["A"]), ("B", v["B"])], [1.0])
+    path = tmp_path / "talk.wav"
+    soundfile.write(path, talk.samples, RATE)
+    out = tmp_path / "out"
+    proc = run_cli("transcribe", str(path), "--model", "random:tiny", "--vad", "silero", "--speakers", "2",
+                   "--speaker-model", "ge2e", "--itn", "--json", "--format", "srt,tsv",
+                   "--output-dir", str(out))
+    assert proc.returncode == 0, proc.stderr
+    [result] = json.loads(proc.stdout)
+    assert result["speakers"] == ["S1", "S2"] and result["raw_text"] is not None
+    assert {s["speaker"] for s in result["segments"]} == {"S1", "S2"}
+    assert (out / "talk.srt").read_text(encoding="utf-8").split("\n")[2].startswith("S1: ")
+    assert (out / "talk.tsv").read_text(encoding="utf-8").startswith("start\tend\tspeaker\ttext")
+    bad = run_cli("transcribe", str(path), "--model", "random:tiny", "--speakers", "many")
+    assert bad.returncode == 2 and "speakers.count" in bad.stderr
+
+
+def test_hotwords_from_the_command_line_change_the_text(reference_wavs, tmp_path):
+    """The planted model writes a hotword only when the hotword reached it (asr/models/
+    random_weights/hotword.py): with --hotwords each piece starts with it, without none holds it."""
+    args = ("transcribe", str(reference_wavs[0]), "--model", "random:hotword", "--json")
+    plain = json.loads(run_cli(*args).stdout)[0]
+    biased = json.loads(run_cli(*args, "--hotwords", "保修").stdout)[0]
+    assert "保" not in plain["text"] and "修" not in plain["text"]
+    assert biased["text"].startswith("保修") and biased["text"].count("保修") == len(biased["segments"])
