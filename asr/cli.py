@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 
 from asr.jobs import command as job_command
+from asr.recognition.hotword_lists import NamedLists, read_word_file
+from asr.recognition.hotwords import parse_hotwords
 from asr.system.console import ProgressBar, add_engine_flags, engine_overrides, settings_for_command
 from asr.text import normalize_cli
 from asr.text.export import FORMATS, file_names, parse_formats, render
@@ -31,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("files", nargs="+", help="audio files (wav, flac, mp3, ogg, m4a, aac, webm, ...)")
     add_engine_flags(run)
     run.add_argument("--hotwords", help="hotwords separated by spaces or commas")
+    run.add_argument("--hotwords-file", type=Path,
+                     help="more hotwords from a UTF-8 file, one a line (# comments)")
+    run.add_argument("--hotword-list", help="a named hotword list (saved from the web UI in hotwords.yaml)")
     run.add_argument("--json", action="store_true", help="print a JSON list of results")
     run.add_argument("--format", help="write one file per input in these formats: txt, json, srt, vtt, "
                                       "tsv (comma-separated) or all; srt/vtt switch timestamps on")
@@ -61,6 +66,21 @@ def _add_memory_model_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--save", action="store_true",
                         help="save it where the engine looks for it (cache_dir/memory/...)")
     return parser
+
+
+def request_hotwords(settings, typed: str | None, word_file: Path | None = None,
+                     list_name: str | None = None) -> list[str] | None:
+    """Typed words, a word file's and a named list's, as one checked list (the limit holds for
+    the union); None when none was given."""
+    hw = settings.hotwords
+    if typed is None and word_file is None and not list_name:
+        return None
+    words = parse_hotwords(typed, hw.max_count, hw.max_chars)
+    if word_file is not None:
+        words += read_word_file(word_file, hw.max_count, hw.max_chars)
+    if list_name:
+        words += NamedLists(settings.resolve_path(hw.lists_file), hw.max_count, hw.max_chars).get(list_name)
+    return parse_hotwords(words, hw.max_count, hw.max_chars)
 
 
 def _wanted_formats(args: argparse.Namespace) -> list[str]:
@@ -109,9 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     from asr.recognition.hotwords import HotwordError
 
     try:
+        hotwords = request_hotwords(settings, args.hotwords, args.hotwords_file, args.hotword_list)
         engine = Engine(settings)
         results = engine.transcribe(args.files, batch_size=args.batch_size,
-                                    hotwords=args.hotwords,
+                                    hotwords=hotwords,
                                     progress=None if args.quiet else ProgressBar().files)
     except (ModelLoadError, HotwordError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -183,3 +183,79 @@ def test_the_planted_model_loads_by_name_like_any_random_build(tmp_path, referen
     same = json.loads((by_name.loaded.directory / "configuration.json").read_text(encoding="utf-8"))
     assert same["generated_by"].startswith("seaco-webui planted hotword model")
     assert_written(by_name.transcribe(reference_wavs, hotwords="保修"), plain, "保修")
+
+
+def test_past_fifty_hotwords_each_file_gets_its_own_filter(hotword_dir, reference_wavs):
+    """FunASR's filter keeps the 50 hotwords that best match batch row 0 for every row; the
+    recognizer then decodes each file of a padded batch alone, so a long list biases each file by
+    its own audio and batching still changes nothing."""
+    settings = tiny_settings(model=str(hotword_dir), cpu_lanes=1, padding_limit_pct=1000,
+                             **{"hotwords.max_count": 80})
+    padded = Engine(settings)
+    words = [chr(0x4E00 + PLAIN_LIMIT - 3 + i) + chr(0x4E00 + PLAIN_LIMIT + 40 + i) for i in range(60)]
+    calls: list[int] = []
+    decode = padded.recognizer.model._seaco_decode_with_ASF
+
+    def counted(encoder_out, *args, **kwargs):
+        calls.append(encoder_out.shape[0])
+        return decode(encoder_out, *args, **kwargs)
+
+    padded.recognizer.model._seaco_decode_with_ASF = counted
+    try:
+        alone = [padded.transcribe([path], hotwords=words, batch_size=1)[0] for path in reference_wavs]
+        calls.clear()
+        together = padded.transcribe(reference_wavs, hotwords=words, batch_size=3)
+        assert calls and set(calls) == {1}  # no call decoded two files with one filter
+        assert [r.token_ids for r in together] == [r.token_ids for r in alone]
+        calls.clear()
+        padded.transcribe(reference_wavs, hotwords=words[:10], batch_size=3)
+        assert max(calls) > 1  # a short list keeps the padded batch whole
+    finally:
+        del padded.recognizer.model._seaco_decode_with_ASF
+
+
+def test_word_files_and_named_lists(tmp_path):
+    from asr.recognition.hotword_lists import NamedLists, read_word_file
+    from asr.recognition.hotwords import HotwordError
+
+    listed = tmp_path / "words.txt"
+    listed.write_text("# 公司\n保修\n\n佳作  # a comment\n保修\n", encoding="utf-8")
+    assert read_word_file(listed, 10, 20) == ["保修", "佳作"]
+    listed.write_text("阿里巴巴 20\n", encoding="utf-8")
+    with pytest.raises(HotwordError, match="weight"):
+        read_word_file(listed, 10, 20)
+    lists = NamedLists(tmp_path / "hotwords.yaml", 10, 20)
+    assert lists.names() == []
+    assert lists.save("医疗", "心电图 血压，血糖") == ["心电图", "血压", "血糖"]
+    lists.save("法律", ["合同", "仲裁"])
+    assert lists.names() == ["医疗", "法律"] and lists.get("法律") == ["合同", "仲裁"]
+    with pytest.raises(HotwordError, match="no hotword list named"):
+        lists.get("金融")
+    with pytest.raises(HotwordError, match="the limit is 20"):
+        lists.save("长", ["长" * 21])
+    lists.delete("医疗")
+    assert NamedLists(tmp_path / "hotwords.yaml", 10, 20).names() == ["法律"]
+
+
+def test_the_command_line_reads_a_word_file_and_a_named_list(tmp_path, reference_wavs):
+    import json
+    import subprocess
+    import sys
+
+    from asr.settings import PROJECT_ROOT
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"hotwords:\n  lists_file: {tmp_path / 'lists.yaml'}\npunctuation: off\n",
+                      encoding="utf-8")
+    (tmp_path / "lists.yaml").write_text("客服:\n  - 佳作\n", encoding="utf-8")
+    (tmp_path / "words.txt").write_text("保修\n", encoding="utf-8")
+
+    def text(*extra: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "asr", "transcribe", str(reference_wavs[0]), "--model",
+                               HOTWORD_SPEC, "--config", str(config), "--json", *extra],
+                              cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)[0]["text"]
+
+    assert text("--hotwords-file", str(tmp_path / "words.txt")).startswith("保修")
+    assert text("--hotword-list", "客服").startswith("佳作")

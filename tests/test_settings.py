@@ -170,3 +170,10 @@ def test_old_precision_switches_still_work_and_say_they_are_deprecated(tmp_path,
                                  ("", ("--precision", "bf16", "--fp16"), "disagree")):
         with pytest.raises(SettingsError, match=fragment):
             settings_from(text, argv=argv)
+
+
+def test_yaml_off_means_off_for_text_settings(tmp_path):
+    """YAML reads `off` as false: `punctuation: off` must not become a model called "False"."""
+    config = write_config(tmp_path, "punctuation: off\nvad: off\nspeakers:\n  count: off\n")
+    settings = load_settings(config, environ={})
+    assert (settings.punctuation, settings.vad, settings.speakers.count) == ("off", "off", "off")

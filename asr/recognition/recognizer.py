@@ -80,6 +80,11 @@ class SimulatedOutOfMemory(torch.OutOfMemoryError):
     """torch's own OOM type, raised by the CPU-testable memory budget (simulate_oom_frames)."""
 
 
+# FunASR's `_seaco_decode_with_ASF(nfilter=50)`: with more hotword entries than this (the list
+# plus its trailing <s>), its attention-score filter keeps the best 50, chosen from batch row 0.
+ASF_FILTER = 50
+
+
 class Recognizer:
     """Runs batches; stateless between calls apart from the model itself.
 
@@ -159,6 +164,11 @@ class Recognizer:
             return self._side_by_side(feats, hotwords, timings, lanes, timestamps)
         if self.device.type == "cpu":
             set_thread_count(self.threads)  # this thread's count; see _side_by_side
+        if hotwords is not None and len(hotwords) > ASF_FILTER and len(feats) > 1:
+            # Past FunASR's filter size its SeACo decoder keeps the hotwords that best match batch
+            # row 0 for every row, so a file's bias would depend on its batch mates: each file
+            # decodes alone and gets the hotwords that best match its own audio.
+            return [self._padded([f], hotwords, timings, timestamps)[0] for f in feats]
         return self._padded(feats, hotwords, timings, timestamps)
 
     def _side_by_side(self, feats: list[torch.Tensor], hotwords: list[list[int]] | None,
