@@ -23,14 +23,23 @@ Transcripts (speech detection, punctuation, word and sentence times), on the sam
       sentence_timestamp=True), file by file, FunASR's defaults
   ATN the same with AutoModel(ncpu=cores)
   CT  this engine with vad: silero, punctuation on, timestamps: true
+  CTI CT plus itn: true (numbers as digits): the ITN cost per sentence and CTI/CT
+Speakers (CAM++ embeddings and clustering on top of the transcript), on the same files:
+  AS  AT plus AutoModel(spk_model=CAM++), FunASR's defaults otherwise
+  ASN the same with AutoModel(ncpu=cores)
+  CS  CT plus speakers.count: auto, speaker_model: the same CAM++ directory as AS
   The punctuation model is the random build matching the ASR size for random:tiny|large
   (random:tiny fsmn-vad for AT), else the real ModelScope ids (asr.text.punctuation.DEFAULT_PUNC_MODEL,
-  asr.speech.fsmn.DEFAULT_FSMN_VAD); CT and AT use the very same punctuation directory.
-Prints speed (x real time), RTF, peak memory, the ratios C/A, C/B, C/O, CT/AT, CT/C and, per file,
-whether the token ids are identical and how far CT's text agrees with AT's (1 - CER, punctuation
-removed). A and AT are each compared through their faster setting (A or AN, AT or ATN: the peer),
-and the CPU targets CT/AT >= 2 and CT/C >= 0.75 are printed with pass/fail. `--json OUT` writes
-everything, with versions, device and thread counts. Progress goes to stderr; the table to stdout.
+  asr.speech.fsmn.DEFAULT_FSMN_VAD); CT and AT use the very same punctuation directory. The speaker
+  model is likewise the random CAM++ build of the ASR size, else the real CAM++
+  (asr.text.speaker_encoders.DEFAULT_SPEAKER_MODEL); CS and AS use the very same directory.
+Prints speed (x real time), RTF, peak memory, the ratios C/A, C/B, C/O, CT/AT, CT/C, CTI/CT, CS/AS,
+CS/CT and, per file, whether the token ids are identical, how far CT's text agrees with AT's (1 - CER,
+punctuation removed) and how many speakers CS and AS found. A, AT and AS are each compared through
+their faster setting (A or AN, AT or ATN, AS or ASN: the peer), and the CPU targets CT/AT >= 2,
+CT/C >= 0.75, CS/AS >= 2 and CS/CT >= 0.8 are printed with pass/fail, with ITN's cost in ms per
+sentence. `--json OUT` writes everything, with versions, device and thread counts. Progress goes
+to stderr; the table to stdout.
 """
 
 from __future__ import annotations
@@ -53,7 +62,10 @@ from benchmarks.clips import describe, ensure_clips, prepare_real_files
 
 log = logging.getLogger("benchmarks.bench")
 
-VARIANTS = ("A", "AN", "B", "O", "O8", "C", "CW", "C8", "CB", "CH", "CA", "CM", "CL", "AT", "ATN", "CT")
+VARIANTS = ("A", "AN", "B", "O", "O8", "C", "CW", "C8", "CB", "CH", "CA", "CM", "CL", "AT", "ATN", "CT",
+            "CTI", "AS", "ASN", "CS")
+TRANSCRIPT_VARIANTS = ("AT", "ATN", "CT", "CTI", "AS", "ASN", "CS")  # need the punctuation and VAD models
+SPEAKER_VARIANTS = ("AS", "ASN", "CS")  # need the CAM++ speaker model too
 FUNASR_DEFAULT_NCPU = 4
 IDLE_CORES = 0.5  # --wait-idle: other processes' CPU use (in cores) under which a run may start
 DEFAULT_B_SIZES = {"cpu": [2, 4, 8], "cuda": [8, 16, 32]}
@@ -65,8 +77,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 class RunSpec:
     """One timed configuration; each repeat of it is one worker process."""
 
-    label: str  # "A", "AN", "B@4", "O", "O8", "C", "CW", "C8", "CM", "CL", "AT", "ATN", "CT"
-    variant: str  # the worker's variant: A, B, AT, C, O, wizard
+    label: str  # "A", "AN", "B@4", "O", "O8", "C", "CW", "C8", "CM", "CL", "AT", "ATN", "CT", "CS", ...
+    variant: str  # the worker's variant: A, B, AT, AS, C, O, wizard
     batch_size: int | None = None
     quantize: bool = False
     settings: dict | None = None  # engine settings on top of the bare engine's (C variants)
@@ -127,7 +139,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", type=_variants, default=list(VARIANTS),
                    help=f"comma-separated, default {','.join(VARIANTS)}")
     p.add_argument("--repeats", type=_positive, default=3, help="timed runs per variant (default 3)")
-    p.add_argument("--profile", action="store_true", help="print where C and CT spend their time")
+    p.add_argument("--profile", action="store_true", help="print where C, CT, CTI and CS spend their time")
     p.add_argument("--b-sizes", type=_sizes,
                    help="batch sizes tried for B (default 2,4,8 on CPU, 8,16,32 on CUDA)")
     p.add_argument("--onnx-batch", type=_positive, default=FUNASR_ONNX_DEFAULT_BATCH,
@@ -221,6 +233,8 @@ class Bench:
         self.onnx_reason: str | None = None
         self.extras: dict | None = None  # punctuation and fsmn-vad models of CT and AT
         self.extras_reason: str | None = None
+        self.speaker: dict | None = None  # the CAM++ directory of CS and AS
+        self.speaker_reason: str | None = None
         self.skipped: dict[str, str] = {}
 
     # ---- preparation ------------------------------------------------------------------------
@@ -276,7 +290,8 @@ class Bench:
             _progress(f"O/O8 unavailable: {exc}")
 
     def prepare_extras(self) -> None:
-        """Resolve the punctuation and fsmn-vad models of CT and AT once, before any timed run."""
+        """Resolve the punctuation and fsmn-vad models of CT and AT once, before any timed run,
+        and the CAM++ speaker model of CS and AS when they were asked for."""
         from asr.models import ModelLoadError
 
         _progress("CT/AT: resolving the punctuation and fsmn-vad models (random ones built on first use)")
@@ -285,6 +300,14 @@ class Bench:
         except (ModelLoadError, ImportError, ValueError) as exc:
             self.extras_reason = str(exc)
             _progress(f"CT/AT unavailable: {exc}")
+        if not set(SPEAKER_VARIANTS) & set(self.args.variants):
+            return
+        _progress("CS/AS: resolving the CAM++ speaker model (a random one built on first use)")
+        try:
+            self.speaker = speaker_model(self.args.model, self.models_dir)
+        except (ModelLoadError, ImportError, ValueError) as exc:
+            self.speaker_reason = str(exc)
+            _progress(f"CS/AS unavailable: {exc}")
 
     # ---- running ----------------------------------------------------------------------------
 
@@ -321,17 +344,26 @@ class Bench:
         if "CL" in chosen and self.device == "cpu":  # GPU batches are always padded
             specs.append(RunSpec("CL", "C", settings={"cpu_lanes": 1}))
         if self.extras is not None:
+            transcript = {"vad": "silero", "timestamps": True, "punctuation": self.extras["punc_dir"]}
             if "AT" in chosen:
                 specs.append(RunSpec("AT", "AT"))
             specs += self._tuned_ncpu_specs(chosen, [("ATN", "AT")])
             if "CT" in chosen:
-                specs.append(RunSpec("CT", "C", settings={"vad": "silero", "timestamps": True,
-                                                          "punctuation": self.extras["punc_dir"]}))
+                specs.append(RunSpec("CT", "C", settings=transcript))
+            if "CTI" in chosen:
+                specs.append(RunSpec("CTI", "C", settings={**transcript, "itn": True}))
+            if self.speaker is not None:
+                if "AS" in chosen:
+                    specs.append(RunSpec("AS", "AS"))
+                specs += self._tuned_ncpu_specs(chosen, [("ASN", "AS")])
+                if "CS" in chosen:
+                    specs.append(RunSpec("CS", "C", settings={**transcript, "speakers.count": "auto",
+                                                              "speaker_model": self.speaker["spk_dir"]}))
         return specs
 
 
     def _tuned_ncpu_specs(self, chosen: list[str], pairs: list[tuple[str, str]]) -> list[RunSpec]:
-        """AN / ATN: FunASR with ncpu = cores; skipped where that is its default anyway."""
+        """AN / ATN / ASN: FunASR with ncpu = cores; skipped where that is its default anyway."""
         from asr.system.threads import default_cpu_threads
 
         cores = default_cpu_threads()
@@ -356,8 +388,10 @@ class Bench:
             job["settings"] = {**job["settings"], "precision": "int8"}
         if spec.variant == "C" and spec.settings:
             job["settings"] = {**job["settings"], **spec.settings}
-        if spec.variant == "AT":
+        if spec.variant in ("AT", "AS"):
             job.update(vad_model_dir=self.extras["vad_dir"], punc_model_dir=self.extras["punc_dir"])
+        if spec.variant == "AS":
+            job["spk_model_dir"] = self.speaker["spk_dir"]
         if spec.variant == "O":
             job.update(onnx_dir=str(self.onnx.model_dir), quantize=spec.quantize,
                        threads=self.args.onnx_threads)
@@ -471,7 +505,7 @@ class Bench:
                          "engine_config": self.args.config or "config.yaml",
                          "timeout_s": self.args.timeout, "funasr_ncpu_tuned": self._cores(),
                          "wait_idle_s": self.args.wait_idle,
-                         "extras": self.extras},
+                         "extras": self.extras, "speaker_model": self.speaker},
             "variants": variants,
             "ratios": bench_report.ratios(variants),
             "peers": bench_report.peers(variants),
@@ -479,9 +513,13 @@ class Bench:
             "targets": bench_report.targets(variants, self.device),
             "tokens": tokens,
             "texts": bench_report.compare_texts(variants, names),
-            "profile": {n: p for n in ("C", "CW", "C8", "CB", "CH", "CA", "CM", "CL", "CT") if n in variants
-                        and (p := bench_report.profile(variants[n])) is not None},
-            "notes": self.notes + bench_report.contention_notes(self.raw, IDLE_CORES),
+            "itn": bench_report.itn_cost(variants),
+            "speakers": bench_report.speaker_counts(variants, names),
+            "profile": {n: p for n in ("C", "CW", "C8", "CB", "CH", "CA", "CM", "CL", "CT", "CTI", "CS")
+                        if n in variants and (p := bench_report.profile(variants[n])) is not None},
+            "notes": self.notes + bench_report.contention_notes(self.raw, IDLE_CORES)
+            # A stage that failed or could not be timed would make CTI or CS look cheaper: say so.
+            + [f"{n}: {note}" for n in ("CTI", "CS") for note in variants.get(n, {}).get("notes", [])],
             "run_dir": str(self.run_dir),
         }
         if self.onnx is not None:
@@ -490,13 +528,15 @@ class Bench:
         return data
 
     def _transcript_variants(self) -> dict[str, dict]:
-        """AT, ATN and CT: summarised, or why they could not run."""
+        """AT, ATN, CT, CTI and the speaker variants AS, ASN, CS: summarised, or why they could not run."""
         out = {}
-        for name in ("AT", "ATN", "CT"):
+        for name in TRANSCRIPT_VARIANTS:
             if name in self.raw:
                 out[name] = bench_report.summarize_runs(self.raw[name], self.audio_s)
             elif name in self.args.variants and self.extras is None:
                 out[name] = {"status": "unavailable", "reason": self.extras_reason or "not prepared"}
+            elif name in self.args.variants and name in SPEAKER_VARIANTS and self.speaker is None:
+                out[name] = {"status": "unavailable", "reason": self.speaker_reason or "not prepared"}
             elif name in self.skipped:
                 out[name] = {"status": "skipped", "reason": self.skipped[name]}
         return out
@@ -569,6 +609,18 @@ def extra_models(asr_spec: str, models_dir: Path) -> dict:
     return {"punc_spec": punc_spec, "punc_dir": str(punc_dir), "vad_spec": vad_spec, "vad_dir": str(vad_dir)}
 
 
+def speaker_model(asr_spec: str, models_dir: Path) -> dict:
+    """The CAM++ directory CS and AS share: the random CAM++ build of the ASR model's size for a
+    random ASR model (random:large is the real network), else the real CAM++ from the local
+    ModelScope cache or downloaded. CS gets it as `speaker_model: DIR`, AS as `spk_model=DIR`."""
+    from asr.models.loader import model_dir
+    from asr.models.random_weights.base import is_random_spec
+    from asr.text.speaker_encoders import CAMPPLUS_MODEL, DEFAULT_SPEAKER_MODEL
+
+    spec = asr_spec if is_random_spec(asr_spec) else DEFAULT_SPEAKER_MODEL
+    return {"spk_spec": spec, "spk_dir": str(model_dir(spec, CAMPPLUS_MODEL, models_dir))}
+
+
 def dump_json(report: dict) -> str:
     """Indented JSON with each list of numbers (token ids, batch sizes) kept on one line."""
     text = json.dumps(report, ensure_ascii=False, indent=1)
@@ -598,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.prepare_wizard()
     if "O" in args.variants or "O8" in args.variants:
         bench.prepare_onnx()
-    if {"CT", "AT", "ATN"} & set(args.variants):
+    if set(TRANSCRIPT_VARIANTS) & set(args.variants):
         bench.prepare_extras()
     bench.run()
     report = bench.report()
@@ -606,7 +658,7 @@ def main(argv: list[str] | None = None) -> int:
     print(bench_report.format_table(report))
     if args.profile:
         text = bench_report.format_profile(report)
-        print("\n" + (text or "no profile: neither C nor CT ran"))
+        print("\n" + (text or "no profile: none of C, CT, CTI, CS ran"))
     if args.json:
         Path(args.json).write_text(dump_json(report) + "\n", encoding="utf-8")
         _progress(f"report written to {args.json}")

@@ -4,8 +4,8 @@ Pure functions over plain dicts (what the workers wrote), so the JSON and the pr
 built from the same numbers. Speeds use the median wall time over repeats; every variant is
 measured on the same files, so `audio_s` is shared.
 
-Peers: FunASR's variants run twice, at its defaults (A, AT) and with ncpu = cores (AN, ATN),
-because its default of 4 threads can be pathological on a 2-core machine. A comparison that
+Peers: FunASR's variants run twice, at its defaults (A, AT, AS) and with ncpu = cores (AN, ATN,
+ASN), because its default of 4 threads can be pathological on a 2-core machine. A comparison that
 claims "faster than FunASR" must beat the better of the two, so `peers` picks the faster of each
 pair and `peer_ratios` and `targets` use that one.
 """
@@ -34,25 +34,40 @@ DESCRIPTIONS = {
     "AT": "FunASR AutoModel + fsmn-vad + punc + sentence times (ncpu {ncpu})",
     "ATN": "FunASR AutoModel + fsmn-vad + punc + sentence times, ncpu {ncpu}",
     "CT": "this engine + silero VAD + punc + timestamps (batch {size})",
+    "CTI": "this engine + silero VAD + punc + timestamps + ITN (batch {size})",
+    "AS": "FunASR AutoModel + fsmn-vad + punc + CAM++ speakers (ncpu {ncpu})",
+    "ASN": "FunASR AutoModel + fsmn-vad + punc + CAM++ speakers, ncpu {ncpu}",
+    "CS": "this engine + silero VAD + punc + timestamps + speakers (batch {size})",
 }
-ORDER = ("A", "AN", "B", "O", "O8", "C", "CW", "C8", "CB", "CH", "CA", "CM", "CL", "AT", "ATN", "CT")
+ORDER = ("A", "AN", "B", "O", "O8", "C", "CW", "C8", "CB", "CH", "CA", "CM", "CL", "AT", "ATN", "CT", "CTI",
+         "AS", "ASN", "CS")
 # (variant, reference): token comparisons reported per file when both ran.
 COMPARISONS = (("C", "A"), ("C", "O"), ("C", "O8"), ("CW", "A"), ("B", "A"), ("O", "A"), ("O8", "O"),
                ("C8", "C"), ("CB", "C"), ("CH", "C"), ("CA", "C"),
-               ("CM", "A"), ("C", "CM"), ("CL", "A"), ("C", "CL"), ("AN", "A"))
+               ("CM", "A"), ("C", "CM"), ("CL", "A"), ("C", "CL"), ("AN", "A"),
+               # ITN and speakers run after recognition: the tokens must not move.
+               ("CTI", "CT"), ("CS", "CT"))
 # (variant, reference): text comparisons (punctuation and spaces removed). CT and AT cut the audio
 # with different VADs, so their tokens cannot line up one to one. C vs A calibrates the measure
 # (identical tokens must read 100%); CT vs C is the same engine with only the cuts and extras
 # changed, and C vs AT the two runtimes with only FunASR's fsmn cuts between them: where CT vs C
 # reads like CT vs AT and C vs AT near 100%, the VAD's cuts explain the difference, not the runtime.
-TEXT_COMPARISONS = (("CT", "AT"), ("CT", "ATN"), ("ATN", "AT"), ("CT", "C"), ("C", "AT"), ("C", "A"))
+# Speakers only relabel and cut sentences, so CS vs CT and AS vs AT must read 100%; CS vs AS is
+# CT vs AT again with speakers on both sides. CTI is left out: ITN rewrites the text on purpose
+# (its raw text against CT's is checked in `itn_cost`).
+TEXT_COMPARISONS = (("CT", "AT"), ("CT", "ATN"), ("ATN", "AT"), ("CT", "C"), ("C", "AT"), ("C", "A"),
+                    ("CS", "AS"), ("CS", "ASN"), ("CS", "CT"), ("AS", "AT"))
 RATIO_SUBJECTS = ("C", "CW", "C8", "CB", "CH", "CA", "CM", "CL")
 RATIO_REFERENCES = ("A", "AN", "B", "O", "O8", "C", "CM", "CL")
-EXTRA_RATIOS = (("CT", "AT"), ("CT", "ATN"), ("CT", "C"), ("AN", "A"), ("ATN", "AT"))
+EXTRA_RATIOS = (("CT", "AT"), ("CT", "ATN"), ("CT", "C"), ("AN", "A"), ("ATN", "AT"), ("CTI", "CT"),
+                ("CS", "AS"), ("CS", "ASN"), ("CS", "CT"), ("ASN", "AS"), ("AS", "AT"), ("ASN", "ATN"))
 # FunASR's default-settings variant -> its ncpu = cores twin; the faster of the two is the peer.
-PEER_PAIRS = {"A": "AN", "AT": "ATN"}
+PEER_PAIRS = {"A": "AN", "AT": "ATN", "AS": "ASN"}
+# (subject, reference) quoted against the faster FunASR setting; the reference is in PEER_PAIRS.
+PEER_COMPARISONS = (("C", "A"), ("CT", "AT"), ("CS", "AS"))
 # (name, subject, reference, at least): the CPU targets; a reference in PEER_PAIRS means its peer.
-TARGETS = (("CT/AT", "CT", "AT", 2.0), ("CT/C", "CT", "C", 0.75))
+TARGETS = (("CT/AT", "CT", "AT", 2.0), ("CT/C", "CT", "C", 0.75), ("CS/AS", "CS", "AS", 2.0),
+           ("CS/CT", "CS", "CT", 0.8))
 WIDTH = 66  # of the variant column
 FUNASR_DEFAULT_NCPU = 4
 PROFILE_STAGES = ("decode_s", "vad_s", "features_s", "wait_s", "encoder_s", "predictor_s", "timestamp_s",
@@ -93,7 +108,7 @@ def summarize_runs(runs: list[dict], audio_s: float) -> dict:
         "texts": last.get("texts"),
         "texts_stable_across_repeats": all(r.get("texts") == last.get("texts") for r in runs),
     }
-    for key in ("sentences", "timed_words", "models"):
+    for key in ("sentences", "timed_words", "models", "speakers_found", "raw_texts"):
         if key in last:
             summary[key] = last[key]
     for key in ("gpu_peak_allocated_mb", "gpu_peak_reserved_mb"):
@@ -105,6 +120,11 @@ def summarize_runs(runs: list[dict], audio_s: float) -> dict:
             summary[key] = last[key]
     if "stats" in last:
         summary["stats_runs"] = [r["stats"] for r in runs]
+    if "stage_s" in last:
+        summary["stage_s_runs"] = [r.get("stage_s") for r in runs]
+    if "speakers_found" in last:
+        summary["speakers_stable_across_repeats"] = all(r.get("speakers_found") == last["speakers_found"]
+                                                        for r in runs)
     return summary
 
 
@@ -182,7 +202,7 @@ def ratios(variants: dict[str, dict]) -> dict[str, float]:
 
 
 def peers(variants: dict[str, dict], key: str = "speed_x_realtime") -> dict[str, str]:
-    """For A and AT: whichever of the default-settings run and its ncpu = cores twin was faster
+    """For A, AT and AS: whichever of the default-settings run and its ncpu = cores twin was faster
     (by median speed; `key` "speed_max" compares their fastest repeats instead)."""
     out = {}
     for default, tuned in PEER_PAIRS.items():
@@ -193,10 +213,10 @@ def peers(variants: dict[str, dict], key: str = "speed_x_realtime") -> dict[str,
 
 
 def peer_ratios(variants: dict[str, dict]) -> dict[str, dict]:
-    """C/A and CT/AT against the faster FunASR setting: the ratios a claim should quote."""
+    """C/A, CT/AT and CS/AS against the faster FunASR setting: the ratios a claim should quote."""
     chosen = peers(variants)
     out = {}
-    for subject, reference in (("C", "A"), ("CT", "AT")):
+    for subject, reference in PEER_COMPARISONS:
         peer = chosen.get(reference)
         value = _speed_ratio(variants, subject, peer) if peer else None
         if value is not None:
@@ -282,6 +302,78 @@ def compare_texts(variants: dict[str, dict], files: list[str]) -> dict:
     return {"pairs": pairs}
 
 
+def _median_stage(summary: dict, stage: str) -> dict | None:
+    """A text stage's timer (seconds, calls) from the run with the median wall time, or None
+    where the stage was not timed or the engine no longer makes the call by that name."""
+    runs, stats = summary.get("stage_s_runs") or [], summary.get("stats_runs") or []
+    if not runs or len(runs) != len(stats):
+        return None
+    walls = [s["wall_s"] for s in stats]
+    timer = (runs[walls.index(statistics.median_low(walls))] or {}).get(stage)
+    return timer if timer and timer.get("found") else None
+
+
+def _text_stages_s(summary: dict) -> float | None:
+    """Median over repeats of the engine's text-stage time (RunStats.punctuation_s: assembly,
+    punctuation, sentences, speakers' cuts and ITN, per file after recognition)."""
+    values = [s.get("punctuation_s") for s in summary.get("stats_runs") or []]
+    return statistics.median(values) if values and None not in values else None
+
+
+def itn_cost(variants: dict[str, dict]) -> dict | None:
+    """What `itn: true` costs, from CTI (CT plus ITN) in the same run as CT.
+
+    Two measures: `ms_per_sentence`, the engine's own ITN call timed inside CTI's timed pass
+    (file text and sentence texts, over the sentences CTI produced; the warm-up's cached pieces
+    are forgotten first), and `text_stages_ms_per_sentence`, CTI's text-stage time minus CT's, a
+    cross-check that needs no timer but carries two runs' noise. `raw_equals_ct` counts files
+    whose raw text (before ITN) is CT's text: ITN must change nothing else."""
+    cti, ct = variants.get("CTI") or {}, variants.get("CT") or {}
+    if cti.get("status") != "ok":
+        return None
+    sentences = sum(cti.get("sentences") or [])
+    texts, raw = cti.get("texts") or [], cti.get("raw_texts") or []
+    out: dict = {"sentences": sentences, "files": len(texts),
+                 "changed_files": sum(1 for t, r in zip(texts, raw, strict=False)
+                                      if r is not None and t != r)}
+    timer = _median_stage(cti, "itn")
+    out["measured_s"] = timer["s"] if timer else None
+    out["ms_per_sentence"] = round(1000 * timer["s"] / sentences, 3) if timer and sentences else None
+    if timer is None:
+        out["why"] = "the engine's ITN call (asr.engine.normalize_numbers) was not timed"
+    if ct.get("status") == "ok":
+        out["speed_ratio"] = _speed_ratio(variants, "CTI", "CT")
+        both = (_text_stages_s(cti), _text_stages_s(ct))
+        if None not in both and sentences:
+            out["text_stages_ms_per_sentence"] = round(1000 * (both[0] - both[1]) / sentences, 3)
+        ct_texts = ct.get("texts") or []
+        if raw and len(raw) == len(ct_texts):
+            out["raw_equals_ct"] = sum(1 for r, t in zip(raw, ct_texts, strict=True)
+                                       if r is not None and r == t)
+    return out
+
+
+def speaker_counts(variants: dict[str, dict], files: list[str]) -> dict:
+    """Speakers found per file by CS (this engine, `speakers.count: auto`) and AS/ASN (FunASR's
+    ClusterBackend at its defaults), and what CS's diarization took (its timer: embeddings and
+    clustering, summed over the preload threads that run it)."""
+    names = [n for n in ("CS", "AS", "ASN") if variants.get(n, {}).get("status") == "ok"
+             and variants[n].get("speakers_found") is not None]
+    if not names:
+        return {}
+    rows = [{"file": name, **{n: variants[n]["speakers_found"][i] for n in names}}
+            for i, name in enumerate(files)]
+    out: dict = {"variants": names, "files": rows,
+                 "stable_across_repeats": {n: variants[n].get("speakers_stable_across_repeats")
+                                           for n in names}}
+    timer = _median_stage(variants["CS"], "speakers") if "CS" in names else None
+    if timer is not None:
+        wall = variants["CS"]["wall_s_median"]
+        out["cs_diarize"] = {"s": timer["s"], "files": timer["calls"],
+                             "share_of_wall": round(timer["s"] / wall, 4) if wall else None}
+    return out
+
+
 def compare_tokens(variants: dict[str, dict], files: list[str]) -> dict:
     """Per file and per pair: identical token ids (True/False), None where a side has none."""
     pairs = [(a, b) for a, b in COMPARISONS
@@ -329,9 +421,13 @@ def profile(summary: dict) -> dict | None:
     serial = (["wait"] if preload else [*preparing, "wait"]) + [
         "encoder", "predictor", "timestamp", "decoder", "postprocess", "punctuation"]
     stages["other"] = max(0.0, wall - sum(stages[name] for name in serial))
+    within = {}  # text stages timed inside the stage that holds them (ITN: punctuation; speakers: vad)
+    for name, holder in (("itn", "punctuation"), ("speakers", "vad")):
+        if (timer := _median_stage(summary, name)) is not None:
+            within[name] = {"s": round(timer["s"], 3), "share": round(timer["s"] / wall, 4), "inside": holder}
     return {"wall_s": round(wall, 3), "preload": preload, "batches": stats.get("batches"),
             "stages": {k: {"s": round(v, 3), "share": round(v / wall, 4)} for k, v in stages.items()},
-            "overlapped": preparing if preload else []}
+            "overlapped": preparing if preload else [], "within": within}
 
 
 # ---- text output ---------------------------------------------------------------------------------
@@ -345,6 +441,8 @@ def format_table(report: dict) -> str:
     if report["ratios"]:
         lines += ["", "speed ratios: " + "   ".join(f"{k} {v:.2f}x" for k, v in report["ratios"].items())]
     lines += _peer_lines(report)
+    lines += _itn_lines(report)
+    lines += _speaker_lines(report)
     lines += _token_lines(report)
     lines += _text_lines(report)
     for note in report.get("notes", []):
@@ -354,8 +452,9 @@ def format_table(report: dict) -> str:
 
 def _describe(name: str, v: dict, report: dict) -> str:
     size = v.get("best_batch_size") or v.get("batch_size") or 1
+    tuned = name in ("AN", "ATN", "ASN")
     ncpu = v.get("threads", {}).get("funasr_ncpu") or (
-        report["settings"].get("funasr_ncpu_tuned", "?") if name in ("AN", "ATN") else FUNASR_DEFAULT_NCPU)
+        report["settings"].get("funasr_ncpu_tuned", "?") if tuned else FUNASR_DEFAULT_NCPU)
     what = DESCRIPTIONS[name].format(size=size, ncpu=ncpu)
     if name == "B" and v.get("sizes"):
         what += f" (best of {','.join(v['sizes'])})"
@@ -402,6 +501,45 @@ def _peer_lines(report: dict) -> list[str]:
         verdict = f"n/a ({row['why']})" if row["passed"] is None else "PASS" if row["passed"] else "FAIL"
         lines.append(f"target {row['name']} >= {row['minimum']:.2f}x (against {row['against']}): "
                      f"{measured}  {verdict}")
+    return lines
+
+
+def _itn_lines(report: dict) -> list[str]:
+    itn = report.get("itn")
+    if not itn:
+        return []
+    cost = ("not measured" if itn["ms_per_sentence"] is None
+            else f"{itn['ms_per_sentence']:.2f} ms per sentence ({itn['measured_s']:.3f} s)")
+    line = f"ITN (CTI against CT): {cost} over {itn['sentences']} sentences"
+    if itn.get("text_stages_ms_per_sentence") is not None:
+        line += f"; text stages CTI - CT: {itn['text_stages_ms_per_sentence']:.2f} ms per sentence"
+    if itn.get("speed_ratio") is not None:
+        line += f"; speed CTI/CT {itn['speed_ratio']:.3f}x"
+    lines = ["", line, f"ITN changed the text of {itn['changed_files']}/{itn['files']} files"
+             + (f"; raw text = CT's text in {itn['raw_equals_ct']}/{itn['files']}" if "raw_equals_ct" in itn
+                else "")]
+    if itn.get("why"):
+        lines.append(f"ITN: {itn['why']}")
+    return lines
+
+
+def _speaker_lines(report: dict) -> list[str]:
+    found = report.get("speakers") or {}
+    if not found:
+        return []
+    names = found["variants"]
+    lines = ["", "speakers found per file (CS: this engine, speakers.count auto; AS/ASN: FunASR's "
+             "ClusterBackend, which gives one speaker under 20 windows):"]
+    if "cs_diarize" in found:
+        d = found["cs_diarize"]
+        share = "" if d["share_of_wall"] is None else f", {d['share_of_wall']:.1%} of CS's wall time"
+        lines.append(f"CS diarization: {d['s']:.3f} s over {d['files']} files (summed over threads{share})")
+    width = max(len(row["file"]) for row in found["files"])
+    lines.append(f"{'file':<{width}} {'seconds':>8}  " + "  ".join(f"{n:>4}" for n in names))
+    durations = _durations(report)
+    for row in found["files"]:
+        lines.append(f"{row['file']:<{width}} {durations.get(row['file'], 0):>8.1f}  "
+                     + "  ".join(f"{'n/a' if row[n] is None else row[n]:>4}" for n in names))
     return lines
 
 
@@ -452,7 +590,7 @@ def _text_lines(report: dict) -> list[str]:
 
 def format_profile(report: dict) -> str:
     lines = []
-    for name in ("C", "CW", "CT"):
+    for name in ("C", "CW", "CT", "CTI", "CS"):
         prof = report.get("profile", {}).get(name)
         if not prof:
             continue
@@ -463,4 +601,7 @@ def format_profile(report: dict) -> str:
                 continue
             mark = "  (on preload threads, overlapped)" if stage in prof["overlapped"] else ""
             lines.append(f"  {stage:<12} {figures['s']:>8.3f} s  {figures['share'] * 100:>5.1f}%{mark}")
+        for stage, figures in prof.get("within", {}).items():
+            lines.append(f"  {'  ' + stage:<12} {figures['s']:>8.3f} s  {figures['share'] * 100:>5.1f}%"
+                         f"  (inside {figures['inside']})")
     return "\n".join(lines)

@@ -13,8 +13,11 @@ the variants that run in the project's own environment; funasr_onnx runs in its 
   AT  FunASR AutoModel(vad_model=DIR, punc_model=DIR).generate(input=path, sentence_timestamp=True),
       file by file: FunASR's own transcript pipeline (fsmn-vad, recognition, CT-Transformer
       punctuation, sentence times); job['ncpu'] as for A (the parent's ATN)
+  AS  AT plus AutoModel(spk_model=DIR): FunASR's CAM++ speaker labels on each sentence (the
+      parent's AS and ASN); a missing package FunASR's speaker path imports makes it unavailable
   C   this engine, Engine(settings).run(files, use_cache=False), batch size from settings or job;
-      the job's settings make it C, CT (VAD + punctuation + timestamps) and the other C variants
+      the job's settings make it C, CT (VAD + punctuation + timestamps), CTI (CT + ITN), CS (CT +
+      speakers) and the other C variants
   wizard  run_wizard(engine, files) -> the recommended batch size (not a timed variant)
 
 Token ids for A and B are the ids FunASR hands its own tokenizer (`ids2tokens`), recorded by a
@@ -22,6 +25,10 @@ wrapper that changes nothing else, so they compare exactly with the engine's `Re
 AT records only texts: its segments run in FunASR's length order and its punctuation model calls
 the same tokenizer class, so its token lists cannot be attributed; CT and AT are compared on their
 texts (benchmarks.report.compare_texts). Every variant records its texts.
+
+With ITN or speakers on, the engine worker also times the engine's own calls of the two text
+stages (`normalize_numbers`, `diarize`, looked up by name in asr.engine) over the timed pass, so
+the report can say what each costs per sentence or per file without a stage field in RunStats.
 """
 
 from __future__ import annotations
@@ -128,14 +135,18 @@ def _cpu_seconds() -> float:
     return usage.user + usage.system
 
 
-def _timed(job: dict, gpu: _GpuPeak, call: Callable[[list[str]], None]) -> dict:
+def _timed(job: dict, gpu: _GpuPeak, call: Callable[[list[str]], None],
+           before_timed: Callable[[], None] | None = None) -> dict:
     """Warm up untimed, then time one pass. Also returns the CPU seconds the pass got: over its
     wall time that is how many cores the run had, which on a shared machine shows starvation
-    that the wall time alone cannot tell from slowness."""
+    that the wall time alone cannot tell from slowness. `before_timed` runs between the two
+    (untimed): to reset what the warm-up must not leave behind."""
     t0 = time.perf_counter()
     call(job["warmup"])
     gpu.sync()
     warmup_s = time.perf_counter() - t0
+    if before_timed is not None:
+        before_timed()
     gpu.reset()
     cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
@@ -211,42 +222,73 @@ def run_funasr(job: dict) -> dict:
 
 
 def run_funasr_transcript(job: dict) -> dict:
-    """Variant AT: FunASR's own transcript pipeline, file by file, as its README shows it.
+    """Variants AT and AS: FunASR's own transcript pipeline, file by file, as its README shows it.
 
     The fsmn-vad and punctuation models are the directories the parent resolved (random builds
     for a random ASR model), given to AutoModel as `vad_model` and `punc_model`; FunASR builds
     them with the ASR model's device and ncpu. `sentence_timestamp=True` asks for the sentence
-    list with times, the counterpart of the engine's `Result.segments`.
+    list with times, the counterpart of the engine's `Result.segments`. With
+    job['spk_model_dir'] (AS), `spk_model` adds FunASR's CAM++ speaker labels (its ClusterBackend,
+    at its defaults), and each file's count is the number of distinct `spk` in its sentences.
     """
     import torch
 
+    speakers = bool(job.get("spk_model_dir"))
+    extra = {"vad_model": job["vad_model_dir"], "punc_model": job["punc_model_dir"]}
+    if speakers:
+        extra["spk_model"] = job["spk_model_dir"]
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                # What generate() imports for speakers (scikit-learn, scipy), imported here so a
+                # missing package shows up as this variant's reason rather than a failure midway.
+                from funasr.models.campplus import cluster_backend, utils  # noqa: F401
+        except ImportError as exc:
+            return {"ok": False, "unavailable": True,
+                    "error": f"FunASR's speaker path cannot be imported here ({type(exc).__name__}: {exc})"}
     started = time.perf_counter()
-    model = _funasr_model(job, vad_model=job["vad_model_dir"], punc_model=job["punc_model_dir"])
+    model = _funasr_model(job, **extra)
     load_s = time.perf_counter() - started
     gpu = _GpuPeak(job["device"])
     texts: list[str] = []
     sentences: list[int] = []
+    found: list[int | None] = []
 
     def file_by_file(paths: list[str]) -> None:
         texts.clear()
         sentences.clear()
+        found.clear()
         for path in paths:
             results = model.generate(input=path, sentence_timestamp=True)
             first = results[0] if results else {}  # FunASR drops a file with no speech at all
+            info = first.get("sentence_info") or []
             texts.append(first.get("text", ""))
-            sentences.append(len(first.get("sentence_info") or []))
+            sentences.append(len(info))
+            labels = {s["spk"] for s in info if s.get("spk") is not None}
+            found.append(len(labels) if labels or not info else None)
 
-    timed = _timed(job, gpu, file_by_file)
-    return {
+    try:
+        timed = _timed(job, gpu, file_by_file)
+    except ImportError as exc:
+        if not speakers:
+            raise
+        # ClusterBackend imports umap-learn only past 2048 windows (about 25 min of speech).
+        return {"ok": False, "unavailable": True,
+                "error": f"FunASR's speaker clustering needs a missing package ({type(exc).__name__}: {exc})"}
+    models = {"vad": job["vad_model_dir"], "punctuation": job["punc_model_dir"]}
+    threads = {**_thread_info(), "funasr_ncpu": model.kwargs.get("ncpu"),
+               "vad_ncpu": model.vad_kwargs.get("ncpu"), "punc_ncpu": model.punc_kwargs.get("ncpu")}
+    out = {
         "ok": True, **timed, "load_s": load_s,
         "tokens": [None] * len(texts), "texts": texts, "sentences": sentences,
-        "batches": [1] * len(job["files"]),
-        "threads": {**_thread_info(), "funasr_ncpu": model.kwargs.get("ncpu"),
-                    "vad_ncpu": model.vad_kwargs.get("ncpu"), "punc_ncpu": model.punc_kwargs.get("ncpu")},
-        "models": {"vad": job["vad_model_dir"], "punctuation": job["punc_model_dir"]},
+        "batches": [1] * len(job["files"]), "threads": threads, "models": models,
         "device": str(next(model.model.parameters()).device), "torch_version": torch.__version__,
         **gpu.read(),
     }
+    if speakers:
+        models["speakers"] = job["spk_model_dir"]
+        threads["spk_ncpu"] = model.spk_kwargs.get("ncpu")
+        out["speakers_found"] = found
+    return out
 
 
 def _engine(job: dict):
@@ -258,6 +300,64 @@ def _engine(job: dict):
     return Engine(settings)
 
 
+class _CallTimer:
+    """Seconds spent in one function that asr.engine calls by its module-level name, summed over
+    the threads that call it (speakers run on the preload threads), counted from `reset`.
+
+    A wrapper around the engine's own call, so the figure is the stage as the engine runs it;
+    `found` is False when asr.engine no longer has that name (the report then says so)."""
+
+    def __init__(self, name: str):
+        import threading
+
+        import asr.engine
+
+        self.name = name
+        self.seconds = 0.0
+        self.calls = 0
+        self._lock = threading.Lock()
+        original = getattr(asr.engine, name, None)
+        self.found = callable(original)
+        if not self.found:
+            return
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                spent = time.perf_counter() - t0
+                with self._lock:
+                    self.seconds += spent
+                    self.calls += 1
+
+        setattr(asr.engine, name, timed)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.seconds, self.calls = 0.0, 0
+
+    def read(self) -> dict:
+        return {"s": round(self.seconds, 4), "calls": self.calls, "found": self.found}
+
+
+# Text stages the engine worker times when its settings turn them on: report key -> engine name.
+STAGE_CALLS = {"itn": "normalize_numbers", "speakers": "diarize"}
+
+
+def _clear_itn_cache() -> bool:
+    """Forget the ITN pieces the warm-up normalised: the timed pass repeats its files, and a
+    cached piece costs nothing, which would understate ITN for new text. False where the cache
+    is no longer where this looks (the run then notes it)."""
+    from asr.text.numbers import default_itn
+
+    cached = getattr(default_itn(), "_piece", None)  # ChineseITN's per-piece lru_cache
+    if not hasattr(cached, "cache_clear"):
+        return False
+    cached.cache_clear()
+    return True
+
+
 def run_engine(job: dict) -> dict:
     """Variant C: the engine at its settings (config.yaml) or at job['batch_size']."""
     started = time.perf_counter()
@@ -265,15 +365,27 @@ def run_engine(job: dict) -> dict:
     load_s = time.perf_counter() - started
     gpu = _GpuPeak(job["device"])
     size = job.get("batch_size") or engine.default_batch_size
+    flat = engine.settings.flat()
+    on = {"itn": bool(flat.get("itn")), "speakers": str(flat.get("speakers.count", "off")) != "off"}
+    timers = {key: _CallTimer(STAGE_CALLS[key]) for key, wanted in on.items() if wanted}
     last = {}
 
     def call(paths: list[str]) -> None:
         last["run"] = engine.run(paths, batch_size=size, use_cache=False)
 
-    timed = _timed(job, gpu, call)
+    notes: list[str] = []
+
+    def before_timed() -> None:
+        if on["itn"] and not _clear_itn_cache() and not notes:
+            notes.append("the ITN piece cache could not be cleared after the warm-up: its files' ITN "
+                         "cost nothing in the timed pass")
+        for timer in timers.values():
+            timer.reset()
+
+    timed = _timed(job, gpu, call, before_timed)
     run = last["run"]
     failed = [f"{r.file}: {r.error}" for r in run.results if not r.ok]
-    return {
+    out = {
         "ok": True, **timed, "load_s": load_s,
         "tokens": [r.token_ids if r.ok else None for r in run.results],
         "texts": [r.text if r.ok else None for r in run.results],
@@ -284,9 +396,21 @@ def run_engine(job: dict) -> dict:
         "threads": {**_thread_info(), "engine_threads": engine.recognizer.threads,
                     "cpu_lanes": engine.recognizer.lanes, "cpu_gemm": engine.loaded.cpu_gemm},
         "engine": {"settings": engine.settings.summary(), "precision": engine.precision,
-                   "preload": run.stats.preload, "device": str(engine.loaded.device)},
-        "notes": failed, **gpu.read(),
+                   "preload": run.stats.preload, "device": str(engine.loaded.device),
+                   "itn": on["itn"], "speakers": str(flat.get("speakers.count")),
+                   "speaker_model": flat.get("speaker_model") if on["speakers"] else None},
+        "notes": failed + notes, **gpu.read(),
     }
+    if timers:
+        out["stage_s"] = {key: timer.read() for key, timer in timers.items()}
+    if on["itn"]:
+        out["raw_texts"] = [r.raw_text if r.ok else None for r in run.results]
+    if on["speakers"]:
+        out["speakers_found"] = [len(r.speakers) if r.ok and r.speakers is not None else None
+                                 for r in run.results]
+        out["notes"] = out["notes"] + sorted({w for r in run.results for w in r.warnings
+                                              if w.startswith("speaker labels failed")})
+    return out
 
 
 def run_wizard_job(job: dict) -> dict:
@@ -303,8 +427,8 @@ def run_wizard_job(job: dict) -> dict:
             "wizard_s": time.perf_counter() - started, "report": data}
 
 
-RUNNERS = {"A": run_funasr, "B": run_funasr, "AT": run_funasr_transcript, "C": run_engine,
-           "wizard": run_wizard_job}
+RUNNERS = {"A": run_funasr, "B": run_funasr, "AT": run_funasr_transcript, "AS": run_funasr_transcript,
+           "C": run_engine, "wizard": run_wizard_job}
 
 
 def main(argv: list[str]) -> int:
