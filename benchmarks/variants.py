@@ -351,10 +351,10 @@ def _clear_itn_cache() -> bool:
     is no longer where this looks (the run then notes it)."""
     from asr.text.numbers import default_itn
 
-    cached = getattr(default_itn(), "_piece", None)  # ChineseITN's per-piece lru_cache
-    if not hasattr(cached, "cache_clear"):
+    itn = default_itn()
+    if not hasattr(itn, "clear_cache"):
         return False
-    cached.cache_clear()
+    itn.clear_cache()
     return True
 
 
