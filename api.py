@@ -13,29 +13,31 @@ happen in the engine (`asr/`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import hmac
+import importlib.resources
 import json
 import logging
 import math
-import os
-import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from starlette.datastructures import UploadFile
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.security import HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from starlette.requests import ClientDisconnect
 
+from asr.door import guard
+from asr.door.form import MAX_FIELD_BYTES, Form, FormError, read_form
 from asr.engine import Engine
 from asr.recognition.batcher import Cancelled, QueueFull
 from asr.recognition.hotwords import HotwordError, parse_hotwords
@@ -52,6 +54,8 @@ GRANULARITIES = ("segment", "word")
 CHINESE = ("zh", "zh-cn", "zh-hans", "cmn", "chinese", "mandarin")
 RETRY_AFTER_S = 5
 API_THREADS = 64  # requests waiting on the model at once; more wait for a thread, not refused
+TRANSCRIPTIONS = "/v1/audio/transcriptions"
+DOCS_ASSETS = "/v1/docs-assets"  # Swagger UI's files, served from the fastapi-offline wheel
 
 
 class ApiError(Exception):
@@ -71,29 +75,77 @@ class ApiError(Exception):
 
 @dataclass
 class TranscriptionRequest:
-    """The form fields of one request, checked."""
+    """The form fields of one request, checked; the audio is already on disk."""
 
-    upload: UploadFile
+    path: Path
     response_format: str
     granularities: list[str]
     hotwords: str | None
     stream: bool
 
 
+def _text_field(description: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "string", "description": description, **extra}
+
+
+# The form as OpenAI's reference defines it, declared here for the OpenAPI schema only: the body is
+# read by asr.door.form as it arrives, never by FastAPI (which would spool it whole first).
+TRANSCRIPTION_FORM: dict[str, Any] = {"requestBody": {"required": True, "content": {"multipart/form-data": {
+    "schema": {"type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary",
+                 "description": "The audio or video file: wav, mp3, flac, ogg, m4a, aac, mp4, webm, ... "
+                                "Past server.max_file_size_mb the answer is 413, as soon as it is passed."},
+        "model": _text_field(f"'{MODEL_ID}' or 'whisper-1' (both mean this server's model). Required by "
+                             "OpenAI; optional here.", default=MODEL_ID),
+        "language": _text_field("zh (or zh-cn, cmn, chinese, mandarin); anything else is refused: the "
+                                "model recognises Mandarin only.", default="zh"),
+        "prompt": _text_field("Read as hotwords when it is a hotword list ('达摩院 魔搭'); a prompt "
+                              "sentence is ignored.", maxLength=MAX_FIELD_BYTES),
+        "hotwords": _text_field("Hotwords, space or comma separated (not in OpenAI's reference: the "
+                                "client's extra_body). Wins over prompt.", maxLength=MAX_FIELD_BYTES),
+        "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS), "default": "json",
+                            "description": "OpenAI's diarized_json is not served."},
+        "temperature": {"type": "number", "default": 0,
+                        "description": "Accepted and ignored: decoding here is not sampled."},
+        "timestamp_granularities[]": {
+            "type": "array", "items": {"type": "string", "enum": list(GRANULARITIES)},
+            "description": "With response_format verbose_json: segment and/or word."},
+        "stream": {"type": "boolean", "default": False,
+                   "description": "Server-sent events (transcript.text.delta, transcript.text.done); "
+                                  "response_format json or text."},
+        "include[]": {"type": "array", "items": {"type": "string", "enum": ["logprobs"]},
+                      "description": "Accepted and ignored: no log probabilities are returned."},
+        "chunking_strategy": {"description": "Accepted and ignored: audio is always cut at speech "
+                                             "pauses (the vad setting).",
+                              "anyOf": [{"type": "string", "enum": ["auto"]}, {"type": "object"}]},
+        "known_speaker_names[]": {"type": "array", "items": {"type": "string"},
+                                  "description": "Accepted and ignored."},
+        "known_speaker_references[]": {"type": "array", "items": {"type": "string"},
+                                       "description": f"Accepted and ignored (each at most "
+                                                      f"{MAX_FIELD_BYTES // 1024} KB)."},
+    }}}}}}
+
+
 def build_api(engine: Engine) -> FastAPI:
-    """The FastAPI app with /health and /v1 (when server.api is on)."""
+    """The FastAPI app with /health and /v1 (when server.api is on), behind the door (asr.door):
+    a malformed credential setting raises SettingsError here, before anything is served."""
     settings = engine.settings
-    app = FastAPI(title="Seaco WebUI API", docs_url="/v1/docs", openapi_url="/v1/openapi.json")
-    keys = [k for k in settings.server.api_keys if k]
+    policy = guard.Policy.from_settings(settings.server)  # first: a bad credential stops here
+    app = FastAPI(title="Seaco WebUI API", docs_url=None, redoc_url=None, openapi_url="/v1/openapi.json",
+                  swagger_ui_oauth2_redirect_url="/v1/docs/oauth2-redirect")
     # engine.run blocks until its audio is recognised; each request waits on its own thread,
     # not asyncio's small default pool (cores + 4), or the seventh client would queue outside
     # the batcher and never share a batch.
     runner = ThreadPoolExecutor(max_workers=API_THREADS, thread_name_prefix="api-run")
     max_bytes = settings.server.max_file_size_mb * 2**20
     accepted_models = {MODEL_ID, *MODEL_ALIASES, engine.loaded.spec}
+    policy.upload_limits[TRANSCRIPTIONS] = (max_bytes, "server.max_file_size_mb")
+    guard.install(app, policy)
     if settings.server.cors_origins:  # off unless listed: browsers elsewhere may not call us
+        # Added after the door, so it sits outside it and answers preflights (which carry no key).
         app.add_middleware(CORSMiddleware, allow_origins=settings.server.cors_origins,
                            allow_methods=["GET", "POST"], allow_headers=["*"])
+    _serve_docs(app)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -113,14 +165,14 @@ def build_api(engine: Engine) -> FastAPI:
 
     def access(request: Request) -> None:
         """Checked on every /v1 route (a dependency, not an HTTP middleware: Starlette's
-        BaseHTTPMiddleware would hide a client's disconnect from the endpoint)."""
+        BaseHTTPMiddleware would hide a client's disconnect from the endpoint). Credentials are
+        the door's (asr.door.guard), checked before any route runs."""
         if not settings.server.api:
             raise ApiError(404, "the API is switched off on this server (server.api)", code="api_disabled")
-        if keys and not _key_ok(request.headers.get("authorization", ""), keys):
-            raise ApiError(401, "Incorrect or missing API key: send 'Authorization: Bearer <key>'",
-                           code="invalid_api_key")
 
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(access)])
+    # Declares the bearer scheme for the docs' Authorize button; the door does the checking.
+    bearer = HTTPBearer(auto_error=False, description="An API key (server.api_keys) or user:password")
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(access), Depends(bearer)])
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -140,22 +192,27 @@ def build_api(engine: Engine) -> FastAPI:
                            code="model_not_found")
         return _model_card()
 
-    @v1.post("/audio/transcriptions")
+    @v1.post("/audio/transcriptions", openapi_extra=TRANSCRIPTION_FORM,
+             summary="Transcribe audio (OpenAI's createTranscription)")
     async def transcriptions(request: Request) -> Response:
-        declared = int(request.headers.get("content-length") or 0)
-        if declared > max_bytes + 2**20:
-            raise _too_large(max_bytes)
-        fields = await _parse(request, accepted_models, engine)
-        data = await fields.upload.read()
-        if len(data) > max_bytes:
-            raise _too_large(max_bytes)
-        if not data:
-            raise ApiError(400, "the uploaded file is empty", param="file", code="invalid_file")
-        timestamps = fields.response_format in ("srt", "vtt", "verbose_json")
-        with _temporary_copy(data, fields.upload.filename) as path:
+        try:
+            engine.batcher.check_room()  # a full queue refuses before a byte of the body is read
+        except QueueFull as exc:
+            raise _busy(exc) from None
+        form = await _read(request, max_bytes)
+        loop = asyncio.get_running_loop()
+        handed_over = False
+        try:
+            # Off the event loop: the prompt is parsed as hotwords there (bounded, but not free).
+            fields = await loop.run_in_executor(runner, _check_fields, form, accepted_models, engine)
+            timestamps = fields.response_format in ("srt", "vtt", "verbose_json")
             if fields.stream:
-                return await _stream(engine, runner, request, path, fields, timestamps)
-            result, duration = await _run(engine, runner, request, path, fields.hotwords, timestamps)
+                handed_over = True  # the stream's worker removes the file when it is done with it
+                return await _stream(engine, runner, request, fields, timestamps, form.discard)
+            result, duration = await _run(engine, runner, request, fields.path, fields.hotwords, timestamps)
+        finally:
+            if not handed_over:
+                await loop.run_in_executor(None, form.discard)
         return _respond(result, fields, duration)
 
     app.include_router(v1)
@@ -163,64 +220,85 @@ def build_api(engine: Engine) -> FastAPI:
     return app
 
 
+def _serve_docs(app: FastAPI) -> None:
+    """/v1/docs with Swagger UI's files served from here, so the page works with no internet."""
+    assets = importlib.resources.files("fastapi_offline") / "static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(assets)), name="docs-assets")
+
+    @app.get("/v1/docs", include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - docs",
+                                   swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+                                   oauth2_redirect_url=f"{root}{app.swagger_ui_oauth2_redirect_url}")
+
+    @app.get("/v1/docs/oauth2-redirect", include_in_schema=False)
+    def docs_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+
 def _model_card() -> dict[str, Any]:
     return {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "seaco-webui"}
 
 
-def _key_ok(header: str, keys: list[str]) -> bool:
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        return False
-    return any(hmac.compare_digest(given.strip().encode(), key.encode()) for key in keys)
+def _busy(exc: QueueFull) -> ApiError:
+    return ApiError(503, str(exc), kind="server_error", code="server_busy",
+                    headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
-def _too_large(max_bytes: int) -> ApiError:
-    return ApiError(413, f"the file is larger than the server's limit of {max_bytes // 2**20} MB "
-                         "(server.max_file_size_mb)", param="file", code="file_too_large")
-
-
-async def _parse(request: Request, accepted_models: set[str], engine: Engine) -> TranscriptionRequest:
+async def _read(request: Request, max_bytes: int) -> Form:
+    """The form, its file streamed to disk; 413 the moment the file passes `max_bytes`."""
     try:
-        form = await request.form(max_files=1, max_fields=64)
-    except Exception as exc:  # noqa: BLE001 - a malformed body is the client's to fix
-        raise ApiError(400, f"could not read the multipart form: {exc}") from None
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile):
+        form = await read_form(request.stream(), request.headers.get("content-type", ""), max_bytes)
+    except FormError as exc:
+        raise ApiError(exc.status, exc.message, param=exc.param, code=exc.code) from None
+    except ClientDisconnect:  # the client left, or the door already answered (413, 408)
+        raise ApiError(499, "the client closed the request", code="client_closed") from None
+    if form.file is None:
+        form.discard()
         raise ApiError(400, "the 'file' field with the audio is required", param="file")
-    model = str(form.get("model") or MODEL_ID)
+    if form.file.size == 0:
+        form.discard()
+        raise ApiError(400, "the uploaded file is empty", param="file", code="invalid_file")
+    return form
+
+
+def _check_fields(form: Form, accepted_models: set[str], engine: Engine) -> TranscriptionRequest:
+    model = form.get("model") or MODEL_ID
     if model not in accepted_models:
         raise ApiError(400, f"model '{model}' is not served here; use '{MODEL_ID}'", param="model",
                        code="model_not_found")
-    language = str(form.get("language") or "zh").strip().lower()
+    language = (form.get("language") or "zh").strip().lower()
     if language not in CHINESE:
-        raise ApiError(400, f"language '{language}' is not supported: this model recognises Mandarin "
+        raise ApiError(400, f"language '{language[:40]}' is not supported: this model recognises Mandarin "
                             "Chinese only (use 'zh' or leave it out)", param="language",
                        code="unsupported_language")
-    response_format = str(form.get("response_format") or "json")
+    response_format = form.get("response_format") or "json"
     if response_format not in RESPONSE_FORMATS:
         raise ApiError(400, f"response_format must be one of {', '.join(RESPONSE_FORMATS)}",
                        param="response_format")
-    granularities = [str(g) for g in form.getlist("timestamp_granularities[]")
-                     + form.getlist("timestamp_granularities")]
+    granularities = form.getlist("timestamp_granularities[]") + form.getlist("timestamp_granularities")
     if any(g not in GRANULARITIES for g in granularities):
         raise ApiError(400, "timestamp_granularities may hold 'segment' and 'word'",
                        param="timestamp_granularities")
     if granularities and response_format != "verbose_json":
         raise ApiError(400, "timestamp_granularities needs response_format 'verbose_json'",
                        param="timestamp_granularities")
-    stream = str(form.get("stream") or "false").lower() in ("true", "1")
+    stream = (form.get("stream") or "false").lower() in ("true", "1")
     if stream and response_format not in ("json", "text"):
         raise ApiError(400, "stream needs response_format 'json' or 'text'", param="stream")
     temperature = form.get("temperature")
     if temperature not in (None, ""):
         try:
-            float(str(temperature))  # accepted and ignored: decoding here is not sampled
+            float(temperature)  # accepted and ignored: decoding here is not sampled
         except ValueError:
             raise ApiError(400, "temperature must be a number", param="temperature") from None
-    hotwords = str(form.get("hotwords") or "").strip() or None
+    hotwords = (form.get("hotwords") or "").strip() or None
     if hotwords is None:
-        hotwords = _prompt_as_hotwords(str(form.get("prompt") or ""), engine)
-    return TranscriptionRequest(upload, response_format, granularities, hotwords, stream)
+        hotwords = _prompt_as_hotwords(form.get("prompt") or "", engine)
+    return TranscriptionRequest(form.file.path, response_format, granularities, hotwords, stream)
 
 
 def _prompt_as_hotwords(prompt: str, engine: Engine) -> str | None:
@@ -234,22 +312,9 @@ def _prompt_as_hotwords(prompt: str, engine: Engine) -> str | None:
     try:
         parse_hotwords(prompt, limits.max_count, limits.max_chars)
     except HotwordError as exc:
-        log.info("prompt not used as hotwords (%s)", exc)
+        log.info("prompt not used as hotwords (%s)", str(exc)[:200])
         return None
     return prompt
-
-
-@contextlib.contextmanager
-def _temporary_copy(data: bytes, filename: str | None):
-    suffix = PurePath(filename or "audio").suffix[:16]
-    handle, name = tempfile.mkstemp(prefix="seaco-api-", suffix=suffix)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        yield Path(name)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(name)
 
 
 async def _watch_disconnect(request: Request, cancel: threading.Event) -> None:
@@ -271,8 +336,7 @@ async def _run(engine: Engine, runner: ThreadPoolExecutor, request: Request, pat
     except (HotwordError, ValueError) as exc:
         raise ApiError(400, str(exc), param="hotwords", code="invalid_hotwords") from None
     except QueueFull as exc:
-        raise ApiError(503, str(exc), kind="server_error", code="server_busy",
-                       headers={"Retry-After": str(RETRY_AFTER_S)}) from None
+        raise _busy(exc) from None
     except Cancelled:
         raise ApiError(499, "the client closed the request", code="client_closed") from None
     finally:
@@ -321,11 +385,12 @@ def _log(value: float) -> float:
     return math.log(value) if value > 0 else -100.0
 
 
-async def _stream(engine: Engine, runner: ThreadPoolExecutor, request: Request, path: Path,
-                  fields: TranscriptionRequest, timestamps: bool) -> Response:
+async def _stream(engine: Engine, runner: ThreadPoolExecutor, request: Request, fields: TranscriptionRequest,
+                  timestamps: bool, done_with_file: Callable[[], None]) -> Response:
     """Server-sent events: `transcript.text.delta` per finished piece, in time order, then
     `transcript.text.done` with the whole (punctuated) text. Errors found before the first piece
-    (bad audio, busy server) are answered as plain errors with their status."""
+    (bad audio, busy server) are answered as plain errors with their status. The worker calls
+    `done_with_file` once the engine is finished with the upload."""
     loop = asyncio.get_running_loop()
     events: asyncio.Queue = asyncio.Queue()
     cancel = threading.Event()
@@ -338,11 +403,13 @@ async def _stream(engine: Engine, runner: ThreadPoolExecutor, request: Request, 
 
     def work() -> None:
         try:
-            run = engine.run([path], hotwords=fields.hotwords, timestamps=timestamps, cancel=cancel,
+            run = engine.run([fields.path], hotwords=fields.hotwords, timestamps=timestamps, cancel=cancel,
                              on_piece=on_piece)
             put(("done", run.results[0]))
         except Exception as exc:  # noqa: BLE001 - handed to the response below
             put(("error", exc))
+        finally:
+            done_with_file()
 
     runner.submit(work)
     watcher = asyncio.create_task(_watch_disconnect(request, cancel))
@@ -383,8 +450,7 @@ def _raise_for(item: tuple[str, Any]) -> None:
         raise ApiError(400, f"the audio could not be recognised: {value.error}", param="file",
                        code="invalid_audio")
     if isinstance(value, QueueFull):
-        raise ApiError(503, str(value), kind="server_error", code="server_busy",
-                       headers={"Retry-After": str(RETRY_AFTER_S)})
+        raise _busy(value)
     if isinstance(value, (HotwordError, ValueError)):
         raise ApiError(400, str(value), param="hotwords", code="invalid_hotwords")
     raise value

@@ -14,6 +14,8 @@ import argparse
 import logging
 import sys
 
+from asr.door.credentials import Credentials
+from asr.settings import SettingsError
 from asr.system.console import add_engine_flags, engine_overrides, settings_for_command
 
 log = logging.getLogger("launch")
@@ -38,10 +40,26 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
     return {**engine_overrides(args), "server.host": host, "server.port": args.port, "server.api": args.api}
 
 
+def open_warning(host: str, port: int) -> str:
+    """The one line a server reachable from the network with no credential prints at start."""
+    return (f"WARNING: listening on {host}:{port} with no credential: anyone who can reach this port "
+            "can transcribe, read the allowed folders and change settings. Set server.api_keys "
+            "(SEACO_SERVER_API_KEYS) or server.ui_auth; see docs/security.md")
+
+
+def _loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = settings_for_command(args.config, overrides_from_args(args))
     if settings is None:
+        return 2
+    try:  # a malformed login must stop the start, not serve with no login (Gradio drops it)
+        credentials = Credentials.from_settings(settings.server)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
 
@@ -73,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     api_note = f", OpenAI-compatible API at http://{shown}:{port}/v1" if settings.server.api else ""
     print(f"Seaco web UI running at http://{shown}:{port}/{api_note}{note}  (Ctrl+C to stop)",
           flush=True)
+    if not credentials.configured and not _loopback(host):
+        print(open_warning(host, port), file=sys.stderr, flush=True)
     try:
         while server.thread.is_alive():
             server.thread.join(0.5)

@@ -8,18 +8,21 @@ to `server.ui_concurrency`) and meet in the engine's batcher; the tuning wizard 
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
+from collections.abc import Callable
 
 import gradio as gr
+from starlette.middleware import Middleware
+from starlette.requests import Request, cookie_parser
+from starlette.routing import Mount
 
 from asr.audio.decode import AUDIO_EXTENSIONS
 from asr.audio.folders import allowed_roots
+from asr.door import guard
+from asr.door.credentials import Credentials
 from asr.engine import Engine
 from asr.settings import PROJECT_ROOT, Settings
 from ui import batch_tab, live_tab, single_tab, system_tab, tuning_tab
-from ui.common import TUNING_QUEUE, AppContext
+from ui.common import TUNING_QUEUE, AppContext, exports_root
 
 TITLE = "Seaco Paraformer 中文语音识别"
 CSS = """
@@ -30,6 +33,8 @@ CSS = """
 #single-text textarea, #live-text textarea { font-size: 1.15rem; line-height: 1.7; }
 .error-line { color: var(--error-text-color); }
 """
+UPLOAD_ROUTE = "/gradio_api/upload"  # Gradio's own upload routes: bounded and counted by the door
+RECORDING_ROUTE = "/gradio_api/process_recording"
 FONT_STACK = ["Noto Sans CJK SC", "Noto Sans SC", "PingFang SC", "Microsoft YaHei", "Source Han Sans SC",
               "ui-sans-serif", "system-ui", "sans-serif"]
 
@@ -37,10 +42,7 @@ FONT_STACK = ["Noto Sans CJK SC", "Noto Sans SC", "PingFang SC", "Microsoft YaHe
 def build_app(engine: Engine) -> gr.Blocks:
     """All tabs wired to `engine`. Serve with `mount` (with the API) or `launch_app` (alone)."""
     settings = engine.settings
-    # Under Gradio's upload folder when GRADIO_TEMP_DIR is set, else the system temp dir: both are
-    # places Gradio serves files from without extra allowed_paths.
-    export_root = Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()) / "seaco-webui-exports"
-    export_root.mkdir(parents=True, exist_ok=True)
+    export_root = exports_root()  # private to this process (ui/common.py)
     ctx = AppContext(engine, export_root, allowed_roots(settings.batch.allowed_dirs, base=PROJECT_ROOT),
                      list(AUDIO_EXTENSIONS))
 
@@ -74,34 +76,119 @@ def theme() -> gr.themes.Base:
     return gr.themes.Default(font=FONT_STACK, font_mono=mono)
 
 
-def ui_auth(settings: Settings) -> list[tuple[str, str]] | None:
-    """`server.ui_auth` entries "user:password" as Gradio's login list (None: no login)."""
-    pairs = [tuple(entry.split(":", 1)) for entry in settings.server.ui_auth if ":" in entry]
-    return [(user, password) for user, password in pairs] or None
+# Events only an admin may run when credentials are set: they change settings (config.yaml, the
+# engine's defaults) or hold the model alone. That is the whole tuning tab (the wizard, the
+# precision check, their apply/save and cancel), anything on the tuning queue, and these names.
+ADMIN_MODULES = ("ui.tuning_tab", "tuning")
+ADMIN_EVENTS = frozenset({"tune_batch_size", "cancel_tuning", "apply_batch_size", "save_batch_size",
+                          "check_precision", "cancel_tuning_precision", "apply_precision", "save_precision"})
+
+
+def ui_auth(settings: Settings) -> Callable[[str, str], bool] | None:
+    """Gradio's login check from the door's credentials: a login's password, or an API key
+    (None when no credential is set). A malformed `server.ui_auth` raises SettingsError."""
+    credentials = Credentials.from_settings(settings.server)
+    return credentials.ui_login if credentials.configured else None
+
+
+def is_admin_event(fn) -> bool:
+    """Whether a Gradio event (a BlockFunction) needs an admin."""
+    module = getattr(fn.fn, "__module__", None) or ""
+    return (fn.api_name in ADMIN_EVENTS or fn.concurrency_id == TUNING_QUEUE
+            or any(module == m or module.startswith(m + ".") for m in ADMIN_MODULES))
 
 
 def mount(app, demo: gr.Blocks, settings: Settings, path: str = "/"):
-    """Serve the UI from `app` (the API's FastAPI app), on one port with the API."""
+    """Serve the UI from `app` (the API's FastAPI app, whose door then covers the UI too), on one
+    port with the API. The door's Gradio rules name Gradio's routes from the root: path is "/"."""
+    if path != "/":
+        raise ValueError("the web UI is served from / (the door's rules name Gradio's routes from there)")
+    policy: guard.Policy = app.state.door
+    _prepare(demo, settings, policy)
     demo.queue(default_concurrency_limit=1)
-    return gr.mount_gradio_app(app, demo, path=path, auth=ui_auth(settings),
-                               max_file_size=f"{settings.server.max_file_size_mb}mb", show_error=True,
-                               ssr_mode=False, theme=theme(), css=CSS)
+    mounted = gr.mount_gradio_app(app, demo, path=path, auth=ui_auth(settings), auth_message=AUTH_MESSAGE,
+                                  max_file_size=f"{settings.server.max_file_size_mb}mb", show_error=True,
+                                  ssr_mode=False, theme=theme(), css=CSS, mcp_server=False, i18n=I18N)
+    gradio_app = next(route.app for route in app.routes if isinstance(route, Mount) and route.path == "")
+    _attach(gradio_app, policy)
+    return mounted
 
 
 def launch_app(demo: gr.Blocks, settings: Settings, *, host: str | None = None, port: int | None = None,
                prevent_thread_lock: bool = False, quiet: bool = False):
-    """The UI on Gradio's own server (no API): queue on, uploads capped at
+    """The UI on Gradio's own server (no API), behind the same door: queue on, uploads capped at
     server.max_file_size_mb. Returns Gradio's launch tuple."""
+    server = settings.server
+    policy = guard.Policy.from_settings(server)
+    _prepare(demo, settings, policy)
     demo.queue(default_concurrency_limit=1)
-    return demo.launch(
-        server_name=host or settings.server.host,
-        server_port=port or settings.server.port,
-        max_file_size=f"{settings.server.max_file_size_mb}mb",
+    launched = demo.launch(
+        server_name=host or server.host,
+        server_port=port or server.port,
+        max_file_size=f"{server.max_file_size_mb}mb",
         prevent_thread_lock=prevent_thread_lock,
         quiet=quiet,
         auth=ui_auth(settings),
+        auth_message=AUTH_MESSAGE,
         show_error=True,
         ssr_mode=False,
         theme=theme(),
         css=CSS,
+        i18n=I18N,
+        mcp_server=False,
+        app_kwargs={"middleware": [Middleware(guard.Door, policy=policy)]},
     )
+    _attach(demo.server_app, policy)
+    return launched
+
+
+AUTH_MESSAGE = ("Log in with your user name and password, or with any other name and an API key as "
+                "the password. 用户名和密码登录，或任意用户名加 API 密钥作为密码。")
+
+
+def _prepare(demo: gr.Blocks, settings: Settings, policy: guard.Policy) -> None:
+    """What the door and Gradio need before serving: upload bounds, the cache's cleanup, the
+    events that need an admin."""
+    server = settings.server
+    file_bytes = server.max_file_size_mb * 2**20
+    batch_bytes = max(file_bytes, settings.batch.max_total_mb * 2**20)
+    policy.upload_limits[UPLOAD_ROUTE] = (batch_bytes, "batch.max_total_mb; per file server.max_file_size_mb")
+    policy.upload_limits[RECORDING_ROUTE] = (file_bytes, "server.max_file_size_mb")
+    # Gradio deletes its uploads and the downloads it serves once they are this old; without it
+    # every user's files stay in its temporary folder until the server stops.
+    demo.delete_cache = (max(60, min(600, server.upload_ttl_s // 4)), server.upload_ttl_s)
+    admin = {index for index, fn in demo.fns.items() if is_admin_event(fn)}
+    names = {fn.api_name for fn in demo.fns.values() if fn.api_name and is_admin_event(fn)}
+    # An fn_index no event has (-1: unreadable) counts as admin: unknown is refused, not allowed.
+    policy.admin_event = lambda index, name: (
+        (index is not None and (index in admin or index not in demo.fns)) or name in names)
+
+
+def _attach(gradio_app, policy: guard.Policy) -> None:
+    """Tell the door who a login cookie belongs to, and Gradio who a bearer-key caller is (its own
+    login check reads only its cookie)."""
+    cookies = (f"access-token-{gradio_app.cookie_id}", f"access-token-unsecure-{gradio_app.cookie_id}")
+
+    def session_user(headers) -> str | None:
+        jar = cookie_parser(headers.get("cookie", ""))  # Starlette's parser, as Gradio reads them
+        for name in cookies:
+            user = gradio_app.tokens.get(jar.get(name, ""))
+            if user:
+                return user
+        return None
+
+    policy.session_user = session_user
+    if not policy.locked:
+        return
+    # Gradio's own `get_current_user`, found as the dependency of its page route, is what its
+    # login check asks; overriding it lets a bearer credential count there as well.
+    page = next(route for route in gradio_app.routes if getattr(route, "path", None) == "/"
+                and hasattr(route, "dependant"))
+    current_user = next(d.call for d in page.dependant.dependencies
+                        if getattr(d.call, "__name__", "") == "get_current_user")
+
+    def door_user(request: Request) -> str | None:
+        caller = policy.caller(request.headers)
+        return caller.name if caller else None
+
+    gradio_app.dependency_overrides[current_user] = door_user

@@ -11,6 +11,7 @@ settings; `PRELOAD_AUDIO` is also read unprefixed, as the product has always doc
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -109,8 +110,13 @@ class ServerSettings:
     api: bool = True
     api_keys: list[str] = field(default_factory=list, metadata={"secret": True})
     ui_auth: list[str] = field(default_factory=list, metadata={"secret": True})
+    # UI logins (names from ui_auth) that may change settings: apply/save, the wizard, precision.
+    admins: list[str] = field(default_factory=list)
     cors_origins: list[str] = field(default_factory=list)
     ui_concurrency: int = field(default=8, metadata={"min": 1, "max": 256})
+    max_uploads: int = field(default=8, metadata={"min": 1, "max": 1024})  # bodies received at once
+    upload_idle_s: float = field(default=60.0, metadata={"min": 0.1, "max": 3600.0})
+    upload_ttl_s: int = field(default=14400, metadata={"min": 60})  # Gradio's uploads and downloads
 
 
 @dataclass
@@ -335,7 +341,12 @@ def coerce(key: str, value: Any, source: str) -> Any:
             if not math.isfinite(result):
                 raise bad
         elif hint == list[str]:
-            if isinstance(value, str):
+            if isinstance(value, str) and value.lstrip().startswith("["):
+                # A JSON list: the one environment form that keeps a "," inside an item (a password).
+                result = json.loads(value)
+                if not isinstance(result, list) or not all(isinstance(v, str) for v in result):
+                    raise bad
+            elif isinstance(value, str):
                 result = [part.strip() for part in value.split(",") if part.strip()]
             elif isinstance(value, list) and all(isinstance(v, str) for v in value):
                 result = list(value)

@@ -804,6 +804,10 @@ def test_the_ui_works_while_api_traffic_runs(served, chromium_path, reference_wa
                 errors: list[str] = []
                 page.on("pageerror", lambda exc: errors.append(str(exc)))
                 page.goto(served.url + "/")
+                # The server has an API key, so the UI is locked too: any name, the key as password.
+                page.get_by_role("textbox").first.fill("api-user")
+                page.locator("input[type=password]").fill(served.key)
+                page.get_by_role("button", name="Login").click()
                 page.locator("#single-file input[type=file]").set_input_files(str(ui_file))
                 page.locator("#single-file [data-testid=download-link]").wait_for()
                 before = dict(counts)

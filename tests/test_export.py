@@ -111,11 +111,12 @@ def test_zip_has_each_chosen_format_per_input_without_name_clashes():
     data = export.to_zip(results, ["txt", "srt"])
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         names = archive.namelist()
-        assert names == ["a.txt", "a.srt", "broken.error.txt", "b.txt", "b.srt", "a-2.txt", "a-2.srt"]
-        assert archive.read("a.txt").decode("utf-8") == "今天天气很好\n"
-        assert archive.read("a-2.txt").decode("utf-8") == "同名文件\n"
-        assert archive.read("broken.error.txt").decode("utf-8").startswith("[error]")
-        assert "00:00:03,250" in archive.read("a.srt").decode("utf-8")
+        assert names == ["01_a.wav.txt", "01_a.wav.srt", "02_broken.wav.error.txt", "03_b.mp3.txt",
+                         "03_b.mp3.srt", "04_a.flac.txt", "04_a.flac.srt", "results.csv", "results.json"]
+        assert archive.read("01_a.wav.txt").decode("utf-8") == "今天天气很好\n"
+        assert archive.read("04_a.flac.txt").decode("utf-8") == "同名文件\n"
+        assert archive.read("02_broken.wav.error.txt").decode("utf-8").startswith("[error]")
+        assert "00:00:03,250" in archive.read("01_a.wav.srt").decode("utf-8")
 
 
 @pytest.mark.parametrize("text, formats", [("srt", ["srt"]), ("txt, SRT,tsv", ["txt", "srt", "tsv"]),

@@ -156,8 +156,9 @@ def test_transcribe_batch_with_a_corrupt_file(client, served, clip_dir, tmp_path
     assert len(json.loads(names["results.json"].read_text(encoding="utf-8"))) == 3
     assert names["results.csv"].read_text(encoding="utf-8-sig").count("\n") == 4
     with zipfile.ZipFile(names["transcripts.zip"]) as archive:  # the default formats: txt and srt
-        assert sorted(archive.namelist()) == ["broken.error.txt", "clip01.srt", "clip01.txt",
-                                              "clip03.srt", "clip03.txt"]
+        assert sorted(archive.namelist()) == ["01_clip01.wav.srt", "01_clip01.wav.txt",
+                                              "02_broken.mp3.error.txt", "03_clip03.wav.srt",
+                                              "03_clip03.wav.txt", "results.csv", "results.json"]
 
 
 def test_batch_zip_holds_the_chosen_formats(client, clip_dir):
@@ -165,8 +166,9 @@ def test_batch_zip_holds_the_chosen_formats(client, clip_dir):
     _, _, exports = client.predict(files, "", 2, True, ["vtt", "tsv"], api_name="/transcribe_batch")
     archive_path = next(Path(f) for f in exports if f.endswith(".zip"))
     with zipfile.ZipFile(archive_path) as archive:
-        assert sorted(archive.namelist()) == ["clip01.tsv", "clip01.vtt", "clip02.tsv", "clip02.vtt"]
-        assert archive.read("clip01.vtt").decode("utf-8").startswith("WEBVTT")
+        assert sorted(archive.namelist()) == ["01_clip01.wav.tsv", "01_clip01.wav.vtt", "02_clip02.wav.tsv",
+                                              "02_clip02.wav.vtt", "results.csv", "results.json"]
+        assert archive.read("01_clip01.wav.vtt").decode("utf-8").startswith("WEBVTT")
     with pytest.raises(AppError, match="not in the list of choices"):  # Gradio checks the choices
         client.predict(files, "", 2, True, ["docx"], api_name="/transcribe_batch")
 

@@ -5,11 +5,13 @@ No inference here: recognition goes through `engine.run`, exports through asr.te
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
+import os
 import shutil
+import tempfile
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,18 +98,31 @@ def file_path(item: Any) -> str | None:
     return getattr(item, "path", None) or getattr(item, "name", None)
 
 
+def exports_root() -> Path:
+    """This process's own folder for the UI's downloads: private (0700) and unpredictable, so no
+    other local user can read transcripts or plant files or links in it. It lies under Gradio's
+    temporary folder (GRADIO_TEMP_DIR, else the system one), where Gradio may serve files from,
+    and is removed when the process exits."""
+    base = Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir())
+    base.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="seaco-exports-", dir=base))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return root
+
+
 def export_dir(root: Path) -> Path:
-    """A fresh folder for one request's downloads; folders older than an hour are removed."""
+    """A fresh folder for one request's downloads; folders older than an hour are removed. A link
+    found in `root` is never followed (nor is any inside a folder: rmtree does not follow them)."""
     cutoff = time.time() - EXPORT_MAX_AGE_S
-    for old in root.glob("*"):
-        try:
-            if old.is_dir() and old.stat().st_mtime < cutoff:
-                shutil.rmtree(old, ignore_errors=True)
-        except OSError:
-            pass
-    folder = root / uuid.uuid4().hex[:12]
-    folder.mkdir(parents=True)
-    return folder
+    with os.scandir(root) as entries:
+        for entry in entries:
+            try:
+                old = entry.stat(follow_symlinks=False).st_mtime < cutoff
+                if old and entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+            except OSError:
+                pass
+    return Path(tempfile.mkdtemp(prefix="run-", dir=root))
 
 
 def speed(result: Result) -> float:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import zipfile
 from collections.abc import Sequence
 from pathlib import PurePath
@@ -152,12 +153,15 @@ def to_txt(results: Sequence[Result]) -> str:
     return "\n".join(f"# {r.file}\n{txt(r)}" for r in results)
 
 
-def to_json(results: Sequence[Result]) -> str:
-    """A JSON list of result dicts (Result.to_dict plus a status), UTF-8 text, Chinese unescaped."""
+def to_json(results: Sequence[Result], entries: Sequence[Sequence[str]] | None = None) -> str:
+    """A JSON list of result dicts (Result.to_dict plus a status), UTF-8 text, Chinese unescaped.
+    With `entries` (to_zip's), each row also names its files in the zip (`zip_files`)."""
     rows = []
-    for r in results:
+    for number, r in enumerate(results):
         data = r.to_dict()
         data["status"] = "ok" if r.ok else "error"
+        if entries is not None:
+            data["zip_files"] = list(entries[number])
         rows.append(data)
     return json.dumps(rows, ensure_ascii=False, indent=2) + "\n"
 
@@ -171,25 +175,65 @@ def result_row(result: Result) -> list:
     ]
 
 
-def to_csv(results: Sequence[Result]) -> str:
-    """CSV with a header row. Starts with a UTF-8 BOM so spreadsheet programs read Chinese right."""
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_cell(value):
+    """A text cell a spreadsheet shows as text: one starting with = + - @ (or a tab or carriage
+    return) would be run as a formula, so it gets a leading apostrophe (OWASP's advice)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def to_csv(results: Sequence[Result], entries: Sequence[Sequence[str]] | None = None) -> str:
+    """CSV with a header row. Starts with a UTF-8 BOM so spreadsheet programs read Chinese right.
+    No cell can run as a formula (file names and texts come from strangers). With `entries`
+    (to_zip's), a last column names each file's entries in the zip, ";"-separated."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for r in results:
-        writer.writerow(result_row(r))
+    writer.writerow(CSV_COLUMNS + (("zip_files",) if entries is not None else ()))
+    for number, r in enumerate(results):
+        row = result_row(r) + (["; ".join(entries[number])] if entries is not None else [])
+        writer.writerow([spreadsheet_cell(cell) for cell in row])
     return "\ufeff" + buffer.getvalue()
 
 
+_UNSAFE_IN_ENTRY = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
+
+
+def zip_names(results: Sequence[Result]) -> list[str]:
+    """One entry-name stem per input: its position, then its whole file name, `03_a.mp3`. The
+    position makes the names distinct by construction, whatever the inputs are called (a.wav
+    and a.mp3, x.wav failing beside x.error.wav, two a.wav in different folders), and the file
+    name keeps them readable; results.csv in the zip maps each input to its entries."""
+    width = max(2, len(str(len(results))))
+    names = []
+    for number, result in enumerate(results, 1):
+        base = _UNSAFE_IN_ENTRY.sub("_", PurePath(result.file.replace("\\", "/")).name)[:120] or "audio"
+        names.append(f"{number:0{width}d}_{base}")
+    return names
+
+
+def zip_entries(results: Sequence[Result], formats: Sequence[str]) -> list[list[str]]:
+    """Each input's entries in to_zip: `<stem>.<format>` per chosen format, or for a failed input
+    `<stem>.error.txt` alone, so a failure is never silently missing."""
+    return [[f"{stem}.{fmt}" for fmt in formats] if result.ok else [f"{stem}.error.txt"]
+            for result, stem in zip(results, zip_names(results), strict=True)]
+
+
 def to_zip(results: Sequence[Result], formats: Sequence[str] = ("txt",)) -> bytes:
-    """One file per input and format (named after the input); a failed input gets
-    `<name>.error.txt` with its error instead, so it is not silently missing."""
+    """The per-file exports of a batch (zip_entries) plus results.csv and results.json, whose
+    `zip_files` column maps every input to its entries."""
+    entries = zip_entries(results, formats)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for result, stem in zip(results, file_names(results), strict=True):
+        for result, names in zip(results, entries, strict=True):
             if not result.ok:
-                archive.writestr(f"{stem}.error.txt", txt(result))
+                archive.writestr(names[0], txt(result))
                 continue
-            for fmt in formats:
-                archive.writestr(f"{stem}.{fmt}", render(result, fmt))
+            for fmt, name in zip(formats, names, strict=True):
+                archive.writestr(name, render(result, fmt))
+        archive.writestr("results.csv", to_csv(results, entries))
+        archive.writestr("results.json", to_json(results, entries))
     return buffer.getvalue()
