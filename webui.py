@@ -108,7 +108,7 @@ def mount(app, demo: gr.Blocks, settings: Settings, path: str = "/"):
     demo.queue(default_concurrency_limit=1)
     mounted = gr.mount_gradio_app(app, demo, path=path, auth=ui_auth(settings), auth_message=AUTH_MESSAGE,
                                   max_file_size=f"{settings.server.max_file_size_mb}mb", show_error=True,
-                                  ssr_mode=False, theme=theme(), css=CSS, mcp_server=False, i18n=I18N)
+                                  ssr_mode=False, theme=theme(), css=CSS, mcp_server=False)
     gradio_app = next(route.app for route in app.routes if isinstance(route, Mount) and route.path == "")
     _attach(gradio_app, policy)
     return mounted
@@ -134,7 +134,6 @@ def launch_app(demo: gr.Blocks, settings: Settings, *, host: str | None = None, 
         ssr_mode=False,
         theme=theme(),
         css=CSS,
-        i18n=I18N,
         mcp_server=False,
         app_kwargs={"middleware": [Middleware(guard.Door, policy=policy)]},
     )
