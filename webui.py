@@ -23,6 +23,7 @@ from asr.engine import Engine
 from asr.settings import PROJECT_ROOT, Settings
 from ui import batch_tab, live_tab, single_tab, system_tab, tuning_tab
 from ui.common import TUNING_QUEUE, AppContext, exports_root
+from ui.i18n import I18N, LANGUAGES, LOAD_JS, SWITCH_JS, normalize, t
 
 TITLE = "Seaco Paraformer 中文语音识别"
 CSS = """
@@ -30,8 +31,28 @@ CSS = """
 #sysinfo table { width: 100%; }
 #app-title h1 { margin-bottom: 0; }
 #app-title p { margin-top: 4px; color: var(--body-text-color-subdued); }
+#app-header { align-items: center; }
+@media (min-width: 641px) { #app-header { flex-wrap: nowrap; } }
+#app-header > #app-title { flex: 1 1 auto; }
+#lang-switch { flex: 0 0 auto !important; width: auto !important; }
+#lang-switch .wrap { flex-wrap: nowrap; }
 #single-text textarea, #live-text textarea { font-size: 1.15rem; line-height: 1.7; }
 .error-line { color: var(--error-text-color); }
+.help-line { font-size: var(--text-sm); color: var(--body-text-color-subdued); }
+/* Table headers keep their words whole (never one letter per line); narrow tables scroll. */
+#batch-table [role=columnheader], #single-sentences [role=columnheader],
+#batch-table .header-content, #single-sentences .header-content { white-space: nowrap; word-break: keep-all; }
+#batch-table [role=gridcell] { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+#single-sentences [role=gridcell]:not([data-col="0"]) { cursor: pointer; }
+#single-progress:empty, #batch-progress:empty { display: none; }
+@media (max-width: 640px) {
+  .gradio-container { padding-left: 8px !important; padding-right: 8px !important; }
+  #app-title h1 { font-size: 1.3rem; }
+  /* Five short tab names fit on a phone: smaller padding, no overflow menu needed. */
+  #tabs .tab-container button { padding: 4px 6px; font-size: 14px; }
+  #single-figures { flex-wrap: wrap; }
+  #single-figures > * { min-width: 40% !important; }
+}
 """
 UPLOAD_ROUTE = "/gradio_api/upload"  # Gradio's own upload routes: bounded and counted by the door
 RECORDING_ROUTE = "/gradio_api/process_recording"
@@ -51,23 +72,68 @@ def build_app(engine: Engine) -> gr.Blocks:
         return (engine.default_batch_size,) * len(ctx.batch_sliders)
 
     with gr.Blocks(title=TITLE, fill_width=False) as demo:
-        gr.Markdown(f"# {TITLE}\nFunASR SeACo-Paraformer · model `{engine.loaded.spec}` on "
-                    f"`{engine.loaded.device}`", elem_id="app-title")
+        with gr.Row(elem_id="app-header", equal_height=False):
+            gr.Markdown(f"# {TITLE}\nFunASR SeACo-Paraformer · `{engine.loaded.spec}` · "
+                        f"`{engine.loaded.device}`", elem_id="app-title")
+            language = gr.Radio([(name, code) for code, name in LANGUAGES], value=LANGUAGES[0][0],
+                                show_label=False, container=False, elem_id="lang-switch", min_width=170)
+        tabs = []
         with gr.Tabs(elem_id="tabs"):
-            with gr.Tab("Single file 单个文件", id="single", elem_id="tab-single"):
+            with gr.Tab(t("tab.single"), id="single", elem_id="tab-single") as tab:
+                tabs.append(tab)
                 single_tab.build(ctx)
-            with gr.Tab("Batch 批量", id="batch", elem_id="tab-batch"):
+            with gr.Tab(t("tab.batch"), id="batch", elem_id="tab-batch") as tab:
+                tabs.append(tab)
                 batch_tab.build(ctx)
-            with gr.Tab("Realtime 实时识别", id="live", elem_id="tab-live"):
+            with gr.Tab(t("tab.live"), id="live", elem_id="tab-live") as tab:
+                tabs.append(tab)
                 sessions = live_tab.build(ctx, demo)
-            with gr.Tab("Batch-size tuning 批大小调优", id="tuning", elem_id="tab-tuning"):
+            with gr.Tab(t("tab.tuning"), id="tuning", elem_id="tab-tuning") as tab:
+                tabs.append(tab)
                 tuning_tab.build_tuning_tab(engine, concurrency_id=TUNING_QUEUE)  # the engine runs it alone
-            with gr.Tab("System info 系统信息", id="system", elem_id="tab-system"):
+            with gr.Tab(t("tab.system"), id="system", elem_id="tab-system") as tab:
+                tabs.append(tab)
                 system_tab.build(ctx, demo)
+        # Gradio re-translates only the tabs on screen when the language changes: name them all again.
+        ctx.language_hooks.append((lambda _lang: [gr.update(label=t(f"tab.{tab.id}")) for tab in tabs], [],
+                                   tabs))
         demo.load(current_batch_size, None, ctx.batch_sliders, api_visibility="private",
                   concurrency_limit=None, show_progress="hidden")
+        _wire_language(demo, ctx, language)
+        for script in ctx.page_scripts:
+            demo.load(None, None, None, js=script, api_visibility="private", show_progress="hidden")
+        # A page that goes away stops its runs: the batcher drops their waiting segments.
+        demo.unload(_stop_runs(ctx))
     demo.live_sessions = sessions  # for tests and shutdown
     return demo
+
+
+def _stop_runs(ctx: AppContext):
+    def stop(request: gr.Request):
+        ctx.runs.cancel(request)
+
+    return stop
+
+
+def _wire_language(demo: gr.Blocks, ctx: AppContext, language: gr.Radio) -> None:
+    """The page's language: set as it loads (the saved choice, else Chinese) and on the switch;
+    each time, the words the server writes are written again in it (ui.i18n)."""
+    inputs = [c for _, hook_inputs, _ in ctx.language_hooks for c in hook_inputs]
+    outputs = [c for _, _, hook_outputs in ctx.language_hooks for c in hook_outputs]
+
+    def apply(lang, *values):
+        lang = normalize(lang)
+        updates: list = [lang]
+        position = 0
+        for fn, hook_inputs, hook_outputs in ctx.language_hooks:
+            made = fn(lang, *values[position:position + len(hook_inputs)])
+            position += len(hook_inputs)
+            updates += list(made) if len(hook_outputs) > 1 else [made]
+        return updates
+
+    options = {"api_visibility": "private", "show_progress": "hidden", "concurrency_limit": None}
+    demo.load(apply, [language, *inputs], [language, *outputs], js=LOAD_JS, **options)
+    language.input(apply, [language, *inputs], [language, *outputs], js=SWITCH_JS, **options)
 
 
 def theme() -> gr.themes.Base:
@@ -108,7 +174,7 @@ def mount(app, demo: gr.Blocks, settings: Settings, path: str = "/"):
     demo.queue(default_concurrency_limit=1)
     mounted = gr.mount_gradio_app(app, demo, path=path, auth=ui_auth(settings), auth_message=AUTH_MESSAGE,
                                   max_file_size=f"{settings.server.max_file_size_mb}mb", show_error=True,
-                                  ssr_mode=False, theme=theme(), css=CSS, mcp_server=False)
+                                  ssr_mode=False, theme=theme(), css=CSS, mcp_server=False, i18n=I18N)
     gradio_app = next(route.app for route in app.routes if isinstance(route, Mount) and route.path == "")
     _attach(gradio_app, policy)
     return mounted
@@ -134,6 +200,7 @@ def launch_app(demo: gr.Blocks, settings: Settings, *, host: str | None = None, 
         ssr_mode=False,
         theme=theme(),
         css=CSS,
+        i18n=I18N,
         mcp_server=False,
         app_kwargs={"middleware": [Middleware(guard.Door, policy=policy)]},
     )

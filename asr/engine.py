@@ -29,13 +29,14 @@ from asr.audio.cache import CachedFeatures, FeatureCache, cache_key
 from asr.audio.features import FeatureExtractor
 from asr.audio.folders import read_confined
 from asr.audio.preload import PreloadPipeline, Prepared, run_inline
+from asr.progress import DECODING, SPEECH, ProgressCallback, ProgressTracker
 from asr.recognition.batcher import Batcher, Cancelled, Ticket
 from asr.recognition.hotwords import parse_hotwords
 from asr.recognition.memory_model import MemoryModel, cache_path, frames_grid, load_or_fit, memory_budget
 from asr.recognition.model import LoadedModel, load_model, quantize_int8, resolve_device
 from asr.recognition.precision import check_precision
 from asr.recognition.recognizer import BatchTimings, Recognizer
-from asr.request import RUN_NUMBERS, EnterOnce, Progress, ProgressReport, Request
+from asr.request import RUN_NUMBERS, EnterOnce, Progress, Request
 from asr.results import Result, RunStats, Transcription
 from asr.settings import Settings, coerce, normalize_speaker_count
 from asr.speech.vad import load_detector, plan_segments
@@ -62,6 +63,8 @@ class _Job:
     use_cache: bool = True
     roots: Sequence[Path] | None = None  # read only inside these folders (checked at open time)
     speakers: SpeakerOptions | None = None  # diarize this file's own audio after speech detection
+    tracker: ProgressTracker | None = None  # told when the file enters a stage
+    cancel: threading.Event | None = None  # checked between the stages of a long preparation
 
 
 @dataclass
@@ -80,6 +83,9 @@ class RunOptions:
     # opened, so a link swapped in after listing reads nothing outside.
     confine_to: Sequence[Path] | None = None
     progress: Progress | None = None  # (files done, files total, name) as files finish
+    # The run's progress in seconds of audio, with its stage (asr.progress.RunProgress), on the
+    # caller's thread whenever it moves; raising from it stops the run like `cancel`.
+    on_progress: ProgressCallback | None = None
     # When set (a client went away), the run stops with `Cancelled` and its waiting segments
     # leave the queue.
     cancel: threading.Event | None = None
@@ -144,7 +150,7 @@ class Engine:
         if settings.speakers.count != "off":
             self.speaker_encoder()  # a default that cannot load stops the start, as punctuation's does
         self.cue_limits = CueLimits(settings.subtitles.max_s, settings.subtitles.max_chars,
-                                    settings.subtitles.pause_s)
+                                    settings.subtitles.pause_s, settings.subtitles.min_s)
         self.default_batch_size = settings.batch_size
         self._variants: dict[str, Engine] = {}  # with_precision's engines
         self._variants_lock = threading.Lock()
@@ -203,6 +209,10 @@ class Engine:
         # Longest first: similar lengths share a batch (little padding), and an out-of-memory
         # shows up on the first batch rather than the last.
         ordered = sorted(jobs, key=lambda j: (-j.probed_s, j.index))
+        tracker = ProgressTracker([j.name for j in jobs], [j.probed_s for j in jobs], opts.on_progress,
+                                  opts.progress)
+        for job in jobs:
+            job.tracker, job.cancel = tracker, opts.cancel
         stats = RunStats(files=len(jobs), requested_batch_size=size, preload=preload)
         results: list[Result | None] = [None] * len(jobs)
         timestamps = self.settings.timestamps if opts.timestamps is None else bool(opts.timestamps)
@@ -214,7 +224,7 @@ class Engine:
         # Side-by-side CPU batches pad nothing, but the same limit bounds how long their lanes sit
         # idle waiting for the batch's longest file: the same sum, lanes x longest - total.
         request = Request(self.batcher, assemble_file, size, hotword_ids, stats, results,
-                          ProgressReport(opts.progress, len(jobs)), self.settings.padding_limit_pct / 100.0,
+                          tracker, self.settings.padding_limit_pct / 100.0,
                           timestamps,
                           name=f"run-{next(RUN_NUMBERS)}", cancel=opts.cancel, on_piece=opts.on_piece)
         with self._prepared(ordered, preload, stats) as items:
@@ -426,6 +436,8 @@ class Engine:
                 self._decode_and_featurize(job, item)
         except (audio_io.AudioError, ValueError) as exc:
             item.error = str(exc)
+        except Cancelled:
+            raise  # the whole run stops, not just this input
         except Exception as exc:  # noqa: BLE001 - one bad input must never sink the batch
             log.exception("unexpected failure preparing %s", job.name)
             item.error = f"could not prepare this input: {type(exc).__name__}: {exc}"
@@ -437,6 +449,7 @@ class Engine:
     def _decode_and_featurize(self, job: _Job, item: Prepared) -> None:
         t0 = time.perf_counter()
         limits = self.settings.input
+        _enter_stage(job, DECODING)
         if isinstance(job.source, (str, Path)):
             data = (read_confined(job.source, job.roots) if job.roots is not None
                     else audio_io.read_file(job.source))
@@ -452,6 +465,8 @@ class Engine:
                                                                   cached.segments, True)
                 item.starts_s = cached.starts_s
                 item.decode_s = time.perf_counter() - t0
+                if job.tracker is not None:
+                    job.tracker.length(job.index, cached.duration_s)
                 return
             decoded = audio_io.decode_bytes(data, job.name)
         else:
@@ -461,6 +476,9 @@ class Engine:
         audio_io.check_duration(decoded, limits.min_duration_s, limits.max_duration_s)
         t1 = time.perf_counter()
         item.decode_s = t1 - t0
+        if job.tracker is not None:
+            job.tracker.length(job.index, decoded.duration_s)
+        _enter_stage(job, SPEECH)
         regions = self.vad.detect(decoded.samples)
         ranges = plan_segments(decoded.samples, regions, self.vad.name, limits.segment_s,
                                limits.vad_merge_gap_s)
@@ -468,7 +486,10 @@ class Engine:
             self._diarize(decoded.samples, regions, job.speakers, item)
         t2 = time.perf_counter()
         item.vad_s = t2 - t1
-        item.segments = [self.features(decoded.samples[a:b]) for a, b in ranges]
+        item.segments = []
+        for a, b in ranges:
+            _enter_stage(job, None)  # a long file's features take a while: a cancel is seen between segments
+            item.segments.append(self.features(decoded.samples[a:b]))
         item.starts_s = [a / audio_io.TARGET_RATE for a, _ in ranges]
         if any(s.shape[0] == 0 for s in item.segments):
             raise audio_io.AudioError("the audio is too short to produce any feature frames")
@@ -496,6 +517,15 @@ class Engine:
     def _recognize(self, feats: list[torch.Tensor], hotword_ids, timings: BatchTimings, timestamps: bool):
         """The batcher's one way to the model (it calls from its own thread only)."""
         return self.recognizer.recognize(feats, hotword_ids, timings, timestamps)
+
+
+def _enter_stage(job: _Job, stage: str | None) -> None:
+    """Tell the run's progress that `job` entered `stage` (None: no new stage), and stop here if
+    the run was cancelled meanwhile."""
+    if job.cancel is not None and job.cancel.is_set():
+        raise Cancelled("the request was cancelled")
+    if stage is not None and job.tracker is not None:
+        job.tracker.stage(job.index, stage)
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from asr.audio.preload import Prepared
+from asr.progress import PUNCTUATION, RECOGNITION, FilesProgress, ProgressTracker
 from asr.recognition.batcher import Batcher, Cancelled, Outcome, Unit
 from asr.recognition.recognizer import Decoded
 from asr.results import Result, RunStats
@@ -24,7 +25,7 @@ from asr.system.threads import thread_count
 from asr.text.transcript import Piece, Transcript
 
 POOL_BATCHES = 4  # units wait in a pool of this many batches' worth to find batch mates of similar length
-Progress = Callable[[int, int, str], None]  # (files done, files total, message)
+Progress = FilesProgress  # (files done, files total, file name); asr.progress has the full picture
 RUN_NUMBERS = itertools.count(1)
 # A file's recognised pieces -> its text and segments (the text stages), with its timestamp switch.
 AssembleFile = Callable[[list[Piece], Prepared, bool], Transcript]
@@ -44,6 +45,8 @@ class FileProgress:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     handed_out: set[tuple[int, ...]] = field(default_factory=set)  # pieces given to on_piece
+    frames: int = 0  # feature frames of all its segments, and of those answered so far (progress)
+    frames_answered: int = 0
 
 
 class EnterOnce:
@@ -70,24 +73,12 @@ class EnterOnce:
             self._manager.__exit__(None, None, None)
 
 
-class ProgressReport:
-    def __init__(self, callback: Progress | None, total: int):
-        self.callback = callback
-        self.total = total
-        self.count = 0
-
-    def done(self, name: str) -> None:
-        self.count += 1
-        if self.callback:
-            self.callback(self.count, self.total, name)
-
-
 class Request:
     """One run's files at the batcher (see the module docstring)."""
 
     def __init__(self, batcher: Batcher, assemble_file: AssembleFile, size: int, hotword_ids,
-                 stats: RunStats, results: list[Result | None], report: ProgressReport, padding_limit: float,
-                 timestamps: bool, name: str, cancel: threading.Event | None = None,
+                 stats: RunStats, results: list[Result | None], tracker: ProgressTracker,
+                 padding_limit: float, timestamps: bool, name: str, cancel: threading.Event | None = None,
                  on_piece: Callable[[int, Piece], None] | None = None):
         self.batcher = batcher
         self.assemble_file = assemble_file
@@ -99,7 +90,8 @@ class Request:
         self.timestamps = timestamps
         self.stats = stats
         self.results = results
-        self.report = report
+        self.tracker = tracker
+        self._progressed: set[int] = set()  # files with answers the tracker has not seen yet
         self.pending: list[Unit] = []
         self.partial: dict[int, FileProgress] = {}
         self._lock = threading.Lock()
@@ -110,11 +102,12 @@ class Request:
         """A file that failed before the model (unreadable, too long...): its Result now."""
         self.results[item.index] = Result(file=item.name, duration_s=item.duration_s, decode_s=item.decode_s,
                                           features_s=item.features_s, error=item.error)
-        self.report.done(item.name)
+        self.tracker.finished(item.index)
 
     def add(self, item: Prepared) -> None:
-        entry = FileProgress(item)
+        entry = FileProgress(item, frames=sum(int(s.shape[0]) for s in item.segments))
         starts = item.starts_s or [0.0] * len(item.segments)
+        self.tracker.stage(item.index, RECOGNITION)
         with self._lock:
             self.partial[item.index] = entry
             for number, (feats, start) in enumerate(zip(item.segments, starts, strict=True)):
@@ -137,8 +130,9 @@ class Request:
         handing out finished pieces, and giving up if the caller was cancelled."""
         self._finish_ready()
         while not done():
-            self.batcher.wait_for(lambda: done() or bool(self._ready) or bool(self._touched),
-                                         timeout=0.2 if self.cancel is not None else None)
+            self.batcher.wait_for(lambda: done() or bool(self._ready) or bool(self._touched)
+                                  or bool(self._progressed),
+                                  timeout=0.2 if self.cancel is not None else None)
             if self.cancel is not None and self.cancel.is_set():
                 raise Cancelled("the request was cancelled")
             self._finish_ready()
@@ -183,6 +177,9 @@ class Request:
                 entry.error = outcome.error
             entry.model_s += outcome.model_s
             entry.batch = max(entry.batch, outcome.batch_size)
+            entry.frames_answered += unit.frames
+            if self.tracker.active:
+                self._progressed.add(unit.file)
             if self.on_piece is not None:
                 self._touched.add(unit.file)
             if not entry.outstanding:
@@ -192,6 +189,11 @@ class Request:
         with self._lock:
             ready, self._ready = self._ready, []
             touched, self._touched = self._touched, set()
+            progressed, self._progressed = self._progressed, set()
+            shares = {i: self.partial[i].frames_answered / self.partial[i].frames
+                      for i in progressed if i in self.partial and self.partial[i].frames}
+        for index, share in sorted(shares.items()):
+            self.tracker.recognised(index, share)
         for index in sorted(touched):
             self._hand_out_pieces(index)
         for index in ready:
@@ -229,6 +231,7 @@ class Request:
         weights = [max(1, len(p.decoded.token_ids)) for p in ok]
         confidence = (sum(p.decoded.confidence * w for p, w in zip(ok, weights, strict=True))
                       / sum(weights) if ok else 0.0)
+        self.tracker.stage(index, PUNCTUATION)
         started = time.perf_counter()
         with thread_count(1):  # beside the model, as preparation: its small ops gain nothing from two
             transcript = self.assemble_file(ok, item, self.timestamps)
@@ -244,5 +247,5 @@ class Request:
             error=entry.error, warnings=warnings, segments=transcript.segments,
             raw_text=transcript.raw_text, speakers=transcript.speakers,
         )
-        self.report.done(item.name)
+        self.tracker.finished(index)
 

@@ -84,6 +84,9 @@ class SubtitleSettings:
     max_s: float = field(default=8.0, metadata={"min": 1.0, "max": 60.0})
     max_chars: int = field(default=42, metadata={"min": 4, "max": 500})
     pause_s: float = field(default=1.0, metadata={"min": 0.1, "max": 30.0})
+    # Shortest time a cue stays on screen (Netflix's guide: 5/6 s); shorter ones join a neighbour
+    # or are held longer. 0: off.
+    min_s: float = field(default=0.83, metadata={"min": 0.0, "max": 10.0})
 
 
 @dataclass

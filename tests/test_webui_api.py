@@ -85,8 +85,10 @@ def test_recognition_events_run_side_by_side_and_the_wizard_alone(served):
 
 
 def test_transcribe_file(client, served, reference_wavs):
+    """By default every download format is made, so sentence times are on (subtitles need them)."""
     wav = reference_wavs[0]
-    expected = served["engine"].transcribe([wav])[0]
+    expected = served["engine"].transcribe([wav], timestamps=True)[0]
+    assert all(s.words for s in expected.segments)
     text, confidence, duration, processing, speed, downloads, sentences = client.predict(
         handle_file(str(wav)), "", 2, api_name="/transcribe_file")
     assert text == expected.text and text
@@ -186,7 +188,7 @@ def test_transcribe_batch_limits(client, clip_dir):
     files = [handle_file(str(p)) for p in sorted(clip_dir.glob("*.wav"))[:MAX_FILES + 1]]
     with pytest.raises(AppError, match=rf"{MAX_FILES + 1} files in one batch; the limit is {MAX_FILES}"):
         client.predict(files, "", 2, api_name="/transcribe_batch")
-    with pytest.raises(AppError, match="upload one or more audio files"):
+    with pytest.raises(AppError, match="Upload one or more audio files first"):  # English for the API
         client.predict([], "", 2, api_name="/transcribe_batch")
     # API callers get the config's bounds: Gradio's slider checks the range, the handler the rest.
     refusals = {0: "less than minimum value 1", 513: "greater than maximum value 512",
@@ -269,14 +271,20 @@ class ProgressRecorder:
         self.calls.append((progress, desc))
 
 
-def test_batch_progress_advances_per_file(served, clip_dir):
+def test_batch_progress_advances_in_audio_seconds(served, clip_dir):
+    """The handler reports the fraction of the batch's audio done, with the stage and file."""
     handler = next(d.fn for d in served["demo"].fns.values() if d.api_name == "transcribe_batch")
     files = [str(clip_dir / n) for n in ("clip00.wav", "clip01.wav", "clip02.wav")]
     recorder = ProgressRecorder()
-    table, _, _ = handler(files, "", 2, progress=recorder)
-    assert len(table) == 3
-    assert [c[0] for c in recorder.calls] == [(0, 3), (1, 3), (2, 3), (3, 3)]
-    assert all(c[1].startswith(f"{c[0][0]}/3 files") for c in recorder.calls)
+    table, *_ = handler(files, "", 2, progress=recorder)
+    assert len(table["data"]) == 3
+    fractions = [c[0] for c in recorder.calls]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    total = sum(soundfile.info(f).duration for f in files)
+    assert all(f"of {total:.1f} s of audio" in c[1] for c in recorder.calls)  # English: no page cookie
+    assert recorder.calls[-1][1].startswith(f"done · {total:.1f} of {total:.1f} s of audio")
+    assert {c[1].split(" · ")[0] for c in recorder.calls} <= {"decoding", "finding speech", "recognising",
+                                                              "punctuating", "done"}
 
 
 def _all_updates(job) -> list:
@@ -295,15 +303,10 @@ def _all_updates(job) -> list:
     return asyncio.run(collect())
 
 
-def test_batch_progress_reaches_an_api_client_file_by_file(client, served, tmp_path):
-    """A client of the running server sees k/N progress, with each finished file's name, while a
-    batch runs; not just the final table.
-
-    Gradio sends a job's progress at most every 10 ms, keeping only the newest, so updates made
-    closer together can merge. Four ~30 s files at batch size 1 take tenths of a second each here,
-    so each intermediate update is normally seen; the test asks for at least one, and that those
-    seen advance and name the files, which holds however the server merges them.
-    """
+def test_batch_progress_reaches_an_api_client_in_audio_seconds(client, served, tmp_path):
+    """A client of the running server sees the batch's progress as a fraction of its audio, with
+    the stage and file, while a batch runs; not just the final table. Four ~30 s files at batch
+    size 1: several updates, though Gradio may merge those closer than 10 ms."""
     files = []
     for i in range(MAX_FILES):
         files.append(tmp_path / f"long{i}.wav")
@@ -313,27 +316,21 @@ def test_batch_progress_reaches_an_api_client_file_by_file(client, served, tmp_p
     job = client.submit([handle_file(str(f)) for f in files], "", 1, api_name="/transcribe_batch")
     updates = _all_updates(job)
 
-    total = len(files)
     progress = [unit for u in updates if getattr(u, "progress_data", None) for unit in u.progress_data]
     assert progress, f"no progress message among {len(updates)} update(s)"
-    done = [unit.index for unit in progress]
-    assert done == sorted(set(done)), f"progress went back or repeated: {done}"
-    assert any(0 < k < total for k in done), f"no intermediate progress in {done}"
-    named = []
+    fractions = [unit.progress for unit in progress]
+    assert fractions == sorted(fractions), f"progress went back: {fractions}"
+    assert any(0 < f < 1 for f in fractions), f"no intermediate progress in {fractions}"
+    total = sum(r.duration_s for r in expected)
     for unit in progress:
-        assert (unit.length, unit.unit) == (total, "files")
-        if unit.index == 0:
-            assert unit.desc == f"0/{total} files"
-        else:
-            prefix, name = unit.desc.split(" · ")
-            assert prefix == f"{unit.index}/{total} files"
-            named.append(name)
-    assert set(named) <= {f.name for f in files} and len(named) == len(set(named))
+        assert f"of {total:.1f} s of audio" in unit.desc, unit.desc
+    named = {unit.desc.split("file ", 1)[1].split(" (")[0] for unit in progress if "file " in unit.desc}
+    assert named and named <= {f.name for f in files}
 
     table, summary, _ = job.result()
     assert [row[0] for row in table["data"]] == [f.name for f in files]
     assert [row[1] for row in table["data"]] == [r.text for r in expected]
-    assert f"{total} file(s): {total} ok, 0 failed" in summary and "batch size 1" in summary
+    assert f"{len(files)} file(s): {len(files)} ok, 0 failed" in summary and "batch size 1" in summary
 
 
 def test_launch_flags_become_settings(monkeypatch):
@@ -364,8 +361,8 @@ def test_out_of_memory_back_off_is_reported_in_the_summary(loaded_tiny, clip_dir
     demo = webui.build_app(Engine(settings, loaded=loaded_tiny))
     handler = next(d.fn for d in demo.fns.values() if d.api_name == "transcribe_batch")
     files = [str(clip_dir / n) for n in ("clip01.wav", "clip03.wav", "clip06.wav", "clip05.wav")]
-    table, summary, _ = handler(files, "", 4, progress=ProgressRecorder())
-    assert [row[5] for row in table] == ["ok"] * 4
+    table, summary, *_ = handler(files, "", 4, progress=ProgressRecorder())
+    assert [row[5] for row in table["data"]] == ["ok"] * 4
     assert "ran out of GPU memory" in summary and "choose a smaller batch size" in summary
 
 

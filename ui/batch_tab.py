@@ -1,10 +1,17 @@
 """The batch tab: many uploads, or a server folder inside `batch.allowed_dirs`; a table, a summary
-and CSV / JSON / zip exports. A bad file fails alone."""
+and CSV / JSON / zip exports. A bad file fails alone.
+
+The endpoints (`transcribe_batch`, `transcribe_folder`) keep the outputs scripts rely on: the full
+table in input order (failed rows with blank figures), the summary and the exports. The page
+shows a table people can read instead: one status and one line of text per file, failed files on
+top; a click on a row shows its full text.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
@@ -12,21 +19,32 @@ from asr.audio.folders import check_paths_limits, list_audio_files, resolve_fold
 from asr.text import export
 from ui.common import (
     DEFAULT_ZIP_FORMATS,
+    SUBTITLE_FORMATS,
     AppContext,
     batch_size,
     batch_slider,
+    compact_rows,
     export_dir,
     file_path,
     hotword_label,
     results_table,
+    run_engine,
     run_summary,
     user_errors,
+    wants_timestamps,
     zip_formats,
 )
+from ui.i18n import lang_of, t, tf, tr
 
 log = logging.getLogger(__name__)
 
-BATCH_HEADERS = ["File", "Text", "Confidence", "Duration (s)", "Processing (s)", "Status"]
+BATCH_HEADERS = ["File", "Text", "Confidence", "Duration (s)", "Processing (s)", "Status"]  # the API's
+VIEW_KEYS = ("batch.col_status", "batch.col_file", "batch.col_preview", "batch.col_confidence",
+             "batch.col_duration", "batch.col_processing")
+
+
+def view_headers(lang: str) -> list[str]:
+    return [tr(key, lang) for key in VIEW_KEYS]
 
 
 def build(ctx: AppContext) -> None:
@@ -34,17 +52,12 @@ def build(ctx: AppContext) -> None:
     engine, settings, roots = ctx.engine, ctx.settings, ctx.allowed_roots
 
     def run_many(paths: list[str], names: list[str] | None, hotwords: str, size, timestamps, formats,
-                 progress, confine_to: list[Path] | None = None):
+                 progress, request, confine_to: list[Path] | None = None):
+        lang = lang_of(request)
         size = batch_size(size, engine)
         chosen = zip_formats(formats)
-        total = len(paths)
-        progress((0, total), desc=f"0/{total} files", unit="files")
-
-        def advance(done: int, all_files: int, name: str) -> None:
-            progress((done, all_files), desc=f"{done}/{all_files} files · {name}", unit="files")
-
-        run = engine.run(paths, batch_size=size, hotwords=hotwords or None, progress=advance,
-                         confine_to=confine_to, timestamps=None if timestamps is None else bool(timestamps))
+        run = run_engine(ctx, paths, progress, request, batch_size=size, hotwords=hotwords or None,
+                         confine_to=confine_to, timestamps=wants_timestamps(timestamps, chosen))
         results = run.results
         if names:
             for result, name in zip(results, names, strict=True):
@@ -56,73 +69,141 @@ def build(ctx: AppContext) -> None:
         files = [str(folder / n) for n in ("results.csv", "results.json", "transcripts.zip")]
         failed = [r for r in results if not r.ok]
         if failed:
-            gr.Warning(f"{len(failed)} of {len(results)} file(s) failed; see the Status column")
-        return results_table(results), run_summary(results, run.stats, size), files
+            gr.Warning(tr("batch.some_failed", lang, failed=len(failed), files=len(results)))
+        table = {"headers": BATCH_HEADERS, "data": results_table(results)}
+        # The page's readable rows ride along in a gr.State, which API callers never receive.
+        return table, run_summary(results, run.stats, size, lang), files, compact_rows(results, lang)
 
     @user_errors
-    def transcribe_batch(files, hotwords: str, size, timestamps=None, formats=None, progress=gr.Progress()):
-        """Recognise many uploaded files. Returns the results table, a summary line and the
-        CSV / JSON / zip exports; the zip holds each file in `formats` (txt, json, srt, vtt, tsv;
-        default txt and srt). A bad file fails alone (its Status says why)."""
+    def transcribe_batch(files, hotwords: str, size, timestamps=None, formats=None,
+                         request: gr.Request = None, progress=gr.Progress()):
+        """Recognise many uploaded files. Returns the results table (file, text, confidence,
+        duration, processing time, status; figures blank for a failed file, in input order), a
+        summary line and the CSV / JSON / zip exports; the zip holds each file in `formats` (txt,
+        json, srt, vtt, tsv; default txt and srt). Sentence times are on whenever a subtitle format
+        is in the zip, unless `timestamps` is False. A bad file fails alone (its Status says why)."""
         paths = [p for p in (file_path(f) for f in (files or [])) if p]
         if not paths:
-            raise gr.Error("upload one or more audio files first", print_exception=False)
+            raise gr.Error(tr("common.no_files", lang_of(request)), print_exception=False)
         check_paths_limits(paths, settings.batch.max_files, settings.batch.max_total_mb)
-        return run_many(paths, None, hotwords, size, timestamps, formats, progress)
+        return run_many(paths, None, hotwords, size, timestamps, formats, progress, request)
 
     @user_errors
     def transcribe_folder(folder: str, hotwords: str, size, timestamps=None, formats=None,
-                          progress=gr.Progress()):
+                          request: gr.Request = None, progress=gr.Progress()):
         """Recognise every audio file under a server folder (recursively). The folder must lie
         inside one of the config's batch.allowed_dirs. Exports as transcribe_batch."""
         real = resolve_folder(folder, roots)
         listing = list_audio_files(real, roots, settings.batch.max_files, settings.batch.max_total_mb)
         if listing.skipped_outside:
-            gr.Warning(f"skipped {len(listing.skipped_outside)} file link(s) that lead outside the "
-                       "allowed folders")
+            gr.Warning(tr("batch.links_skipped", lang_of(request), count=len(listing.skipped_outside)))
         log.info("folder %s: %d audio file(s), %.1f MB", real, len(listing.files),
                  listing.total_bytes / 2**20)
         names = [listing.relative_name(p) for p in listing.files]
         return run_many([str(p) for p in listing.files], names, hotwords, size, timestamps, formats, progress,
-                        confine_to=roots)
+                        request, confine_to=roots)
 
-    gr.Markdown(f"Up to **{settings.batch.max_files} files** and **{settings.batch.max_total_mb} MB** per "
-                "batch. One bad file fails alone.")
+    gr.Markdown(tf("batch.limits", files=settings.batch.max_files, mb=settings.batch.max_total_mb),
+                elem_id="batch-limits")
     with gr.Row():
-        with gr.Column(scale=3):
-            files = gr.File(label="Audio files", file_count="multiple", file_types=ctx.upload_types,
+        with gr.Column(scale=3, min_width=300):
+            files = gr.File(label=t("batch.files"), file_count="multiple", file_types=ctx.upload_types,
                             elem_id="batch-files")
-            start = gr.Button("Transcribe uploads 识别上传文件", variant="primary", elem_id="batch-start")
-        with gr.Column(scale=2):
+        with gr.Column(scale=2, min_width=300):
+            folder = gr.Textbox(label=t("batch.folder"), placeholder=str(roots[0]) if roots else "",
+                                elem_id="batch-folder")
             if roots:
-                folder_help = "Allowed: " + ", ".join(f"`{r}`" for r in roots)
+                folder_help = tf("batch.folder_allowed", roots=", ".join(f"`{r}`" for r in roots))
             else:
-                folder_help = ("Folder input is off: list server folders under `batch.allowed_dirs` in "
-                               "config.yaml to enable it.")
-            folder = gr.Textbox(label="…or a server folder (searched recursively)",
-                                placeholder=str(roots[0]) if roots else "", elem_id="batch-folder")
+                folder_help = t("batch.folder_off")
             gr.Markdown(folder_help, elem_id="batch-folder-help")
-            folder_start = gr.Button("Transcribe folder 识别文件夹", elem_id="folder-start",
-                                     interactive=bool(roots))
     with gr.Row():
         hotwords = gr.Textbox(label=hotword_label(settings), elem_id="batch-hotwords", scale=3)
-        size = batch_slider(engine, "batch-batch", "files per model call; applies to this run")
     with gr.Row():
-        timestamps = gr.Checkbox(value=settings.timestamps, label="Sentence times 时间戳 (for subtitles)",
-                                 elem_id="batch-timestamps")
-        formats = gr.CheckboxGroup(list(export.FORMATS), value=DEFAULT_ZIP_FORMATS,
-                                   label="Formats in the zip", elem_id="batch-formats")
+        formats = gr.CheckboxGroup(list(export.FORMATS), value=DEFAULT_ZIP_FORMATS, label=t("batch.formats"),
+                                   elem_id="batch-formats", min_width=300)
+        subtitles = bool(set(DEFAULT_ZIP_FORMATS) & set(SUBTITLE_FORMATS))
+        timestamps = gr.Checkbox(value=subtitles or settings.timestamps, interactive=not subtitles,
+                                 label=t("common.timestamps"), info=t("common.timestamps_info"),
+                                 elem_id="batch-timestamps", min_width=300)
+    with gr.Accordion(t("common.advanced"), open=False, elem_id="batch-advanced"):
+        size = batch_slider(engine, "batch-batch")
+    with gr.Row():
+        start = gr.Button(t("batch.start"), variant="primary", elem_id="batch-start", scale=2)
+        folder_start = gr.Button(t("batch.folder_start"), elem_id="folder-start", interactive=bool(roots),
+                                 scale=2)
+        cancel = gr.Button(t("common.cancel"), variant="stop", visible=False, elem_id="batch-cancel", scale=1)
+    progress_box = gr.Markdown(elem_id="batch-progress", min_height=0)
     summary = gr.Markdown(elem_id="batch-summary")
-    table = gr.Dataframe(headers=BATCH_HEADERS, type="array", interactive=False, wrap=True,
-                         column_widths=["16%", "44%", "9%", "9%", "10%", "12%"], label="Results",
-                         elem_id="batch-table")
-    exports = gr.File(label="Export (CSV, JSON, zip of the chosen formats)", file_count="multiple",
-                      interactive=False, elem_id="batch-exports")
+    full = gr.Dataframe(headers=BATCH_HEADERS, type="array", visible=False, elem_id="batch-full")
+    table = gr.Dataframe(value={"headers": view_headers("en"), "data": []}, type="array", interactive=False,
+                         wrap=False, datatype=["str", "str", "str", "number", "number", "number"],
+                         column_widths=["150px", "170px", "400px", "90px", "90px", "90px"], max_height=480,
+                         label=t("batch.results"), elem_id="batch-table")
+    detail = gr.Textbox(label=t("batch.detail"), lines=4, interactive=False, buttons=["copy"], visible=False,
+                        elem_id="batch-detail")
+    exports = gr.File(label=t("batch.exports"), file_count="multiple", interactive=False,
+                      elem_id="batch-exports")
+    view_rows = gr.State([])  # the readable table's rows, from the endpoint to the page
 
-    outputs = [table, summary, exports]
+    def link_timestamps(chosen):
+        needs = bool(set(chosen or []) & set(SUBTITLE_FORMATS))
+        return gr.update(value=True, interactive=False) if needs else gr.update(interactive=True)
+
+    def cleared(lang: str) -> tuple:
+        return ("", {"headers": BATCH_HEADERS, "data": []},
+                {"headers": view_headers(lang), "data": []}, gr.update(value="", visible=False), None, "", [])
+
+    results_out = [summary, full, table, detail, exports, progress_box, view_rows]
+
+    def begin(request: gr.Request = None):
+        busy = gr.update(value=t("common.busy"), interactive=False)
+        return (busy, busy, gr.update(visible=True), *cleared(lang_of(request)))
+
+    def finish(view, request: gr.Request = None):
+        """The run ended (done, failed or cancelled): buttons back, the readable table shown."""
+        lang = lang_of(request)
+        return (gr.update(value=t("batch.start"), interactive=True),
+                gr.update(value=t("batch.folder_start"), interactive=bool(roots)), gr.update(visible=False),
+                {"headers": view_headers(lang), "data": view or []}, "")
+
+    def show_detail(api_table, event: gr.SelectData):
+        """A row clicked: its file's full text (or its error)."""
+        rows = api_table.get("data", []) if isinstance(api_table, dict) else (api_table or [])
+        name = (event.row_value or [None, None])[1]
+        row = next((r for r in rows if r and r[0] == name), None)
+        if row is None:
+            return gr.update(visible=False)
+        failed = isinstance(row[5], str) and row[5].startswith("error")
+        return gr.update(value=f"{row[0]}\n\n{row[5] if failed else row[1]}", visible=True)
+
+    def cancel_run(request: gr.Request = None):
+        ctx.runs.cancel(request)
+
+    private: dict[str, Any] = {"api_visibility": "private", "queue": False, "show_progress": "hidden"}
     options = [hotwords, size, timestamps, formats]
-    start.click(transcribe_batch, [files, *options], outputs, api_name="transcribe_batch",
-                **ctx.recognition_events())
-    folder_start.click(transcribe_folder, [folder, *options], outputs, api_name="transcribe_folder",
+    buttons = [start, folder_start, cancel]
+    api_outputs = [full, summary, exports, view_rows]
+    formats.change(link_timestamps, formats, timestamps, **private)
+    for button, fn, source, name in ((start, transcribe_batch, files, "transcribe_batch"),
+                                     (folder_start, transcribe_folder, folder, "transcribe_folder")):
+        run = button.click(begin, None, [*buttons, *results_out], **private)
+        run = run.then(fn, [source, *options], api_outputs, api_name=name, show_progress_on=[progress_box],
                        **ctx.recognition_events())
+        run.then(finish, view_rows, [*buttons, table, progress_box], **private)
+        run.failure(finish, view_rows, [*buttons, table, progress_box], **private)  # .then skips errors
+    cancel.click(cancel_run, None, None, **private)
+    table.select(show_detail, full, detail, **private)
+
+    def new_files(request: gr.Request = None):
+        return cleared(lang_of(request))
+
+    files.change(new_files, None, results_out, **private)
     ctx.batch_sliders.append(size)
+
+    def relabel(lang: str, shown):
+        data = shown.get("data", []) if isinstance(shown, dict) else (shown or [])
+        return {"headers": view_headers(lang), "data": data}
+
+    ctx.language_hooks.append((relabel, [table], [table]))
+

@@ -1,25 +1,83 @@
-"""The single-file tab: one upload or recording in, its text, figures, sentences and downloads out."""
+"""The single-file tab: one upload or recording in; a player, its text, figures, sentences,
+downloads and clips of chosen sentences out.
+
+The `transcribe_file` endpoint keeps the outputs scripts rely on (text, confidence, duration,
+processing time, speed, downloads, sentence rows); what only a page needs (the player, the figures
+as text with help, the sentence table with its tick boxes, the busy Start button, Cancel) is set
+around it by private steps. Clicking a sentence seeks the player there and plays (in the page, see
+`SEEK_JS`); ticked sentences are cut into a clip by asr.text.clips.
+"""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
-from asr.text import export
+from asr.audio.decode import AUDIO_EXTENSIONS
+from asr.text import clips, export
 from ui.common import (
+    SUBTITLE_FORMATS,
     AppContext,
     batch_size,
     batch_slider,
     file_path,
     hotword_label,
+    run_engine,
     sentence_rows,
     speed,
     user_errors,
+    wants_timestamps,
 )
 from ui.common import export_dir as new_export_dir
+from ui.i18n import lang_of, t, tr
 
-SENTENCE_HEADERS = ["Start", "End", "Text"]
+log = logging.getLogger(__name__)
+
+SENTENCE_HEADERS = ["Start", "End", "Text"]  # the API's sentence rows (English, as all API words)
+VIDEO_SUFFIXES = frozenset(clips.VIDEO_CONTAINERS)
+VIEW_KEYS = ("single.col_pick", "single.col_start", "single.col_end", "single.col_text")
+
+# Clicking a row of the sentence table (not its tick box) seeks the player to the row's start and
+# plays. Installed once per page; the table's rows are virtual, so the row is found at click time.
+SEEK_JS = """
+() => {
+  if (window.seacoSeekInstalled) return;
+  window.seacoSeekInstalled = true;
+  const seconds = (clock) => {
+    const m = /^(\\d+):(\\d+):(\\d+(?:\\.\\d+)?)$/.exec((clock || "").trim());
+    return m ? (+m[1]) * 3600 + (+m[2]) * 60 + parseFloat(m[3]) : null;
+  };
+  document.addEventListener("click", (event) => {
+    const cell = event.target.closest && event.target.closest("#single-sentences [role=gridcell]");
+    if (!cell || cell.getAttribute("data-col") === "0") return;
+    const row = cell.parentElement;
+    const start = row && row.querySelector('[data-col="1"]');
+    const at = seconds(start && start.innerText);
+    const player = document.querySelector("#single-video video:not(.hidden)")
+      || document.querySelector("#single-player audio");
+    if (at === null || !player) return;
+    player.currentTime = at;
+    player.play().catch(() => {});
+  }, true);
+}
+"""
+
+
+def sentence_view(rows: list[list], lang: str) -> dict:
+    """The page's sentence table: a tick box before each (start, end, text) row."""
+    return {"headers": [tr(key, lang) for key in VIEW_KEYS], "data": [[False, *row] for row in rows]}
+
+
+def api_rows(result) -> dict:
+    return {"headers": SENTENCE_HEADERS, "data": sentence_rows(result)}
+
+
+def parse_clock(text: str) -> float:
+    hours, minutes, seconds = str(text).strip().split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
 def build(ctx: AppContext) -> None:
@@ -27,67 +85,178 @@ def build(ctx: AppContext) -> None:
     engine, settings = ctx.engine, ctx.settings
 
     @user_errors
-    def transcribe_file(file, hotwords: str, size, timestamps=None, progress=gr.Progress()):
+    def transcribe_file(file, hotwords: str, size, timestamps=None, formats=None,
+                        request: gr.Request = None, progress=gr.Progress()):
         """Recognise one audio or video file. Returns text, confidence, duration (s), processing
-        time (s), speed (x real time), the .txt/.json/.srt/.vtt/.tsv downloads and the sentences
-        (start, end, text). `timestamps` (default: the server's setting) gives sentence times."""
+        time (s), speed (x real time), the downloads (`formats`: any of txt, json, srt, vtt, tsv;
+        default all) and the sentences (start, end, text). Sentence times (`timestamps`) are on
+        whenever a subtitle format is produced, unless False is passed; else the server's setting."""
+        lang = lang_of(request)
         path = file_path(file)
         if not path:
-            raise gr.Error("upload or record an audio file first", print_exception=False)
+            raise gr.Error(tr("common.no_file", lang), print_exception=False)
         size = batch_size(size, engine)
-        progress(None, desc="recognising")
-        run = engine.run([path], batch_size=size, hotwords=hotwords or None,
-                         timestamps=None if timestamps is None else bool(timestamps))
+        chosen = list(export.FORMATS) if formats in (None, "", []) else export.parse_formats(formats)
+        run = run_engine(ctx, [path], progress, request, batch_size=size, hotwords=hotwords or None,
+                         timestamps=wants_timestamps(timestamps, chosen))
         result = run.results[0]
         if not result.ok:
             raise gr.Error(f"{Path(path).name}: {result.error}", print_exception=False)
         if result.backed_off:
-            gr.Warning(f"ran out of GPU memory at batch size {size}; finished at {result.batch_size}")
+            gr.Warning(tr("common.oom_backoff", lang, size=size, used=result.batch_size))
         for warning in result.warnings:
             gr.Warning(warning)
         folder = new_export_dir(ctx.export_root)
         stem = Path(path).stem or "audio"
         downloads = []
-        for fmt in export.FORMATS:
+        for fmt in chosen:
             target = folder / f"{stem}.{fmt}"
-            target.write_text(export.render(result, fmt), encoding="utf-8")
+            target.write_text(export.render(result, fmt, settings.subtitles.min_s), encoding="utf-8")
             downloads.append(str(target))
         return (result.text, round(result.confidence, 3), round(result.duration_s, 2),
-                round(result.processing_s, 2), speed(result), downloads, sentence_rows(result))
+                round(result.processing_s, 2), speed(result), downloads, api_rows(result))
 
-    with gr.Row():
-        with gr.Column(scale=1):
-            upload = gr.File(label="Audio or video file (wav, mp3, flac, ogg, m4a, aac, mp4, webm, ...)",
-                             file_types=ctx.upload_types, elem_id="single-file")
-            mic = gr.Audio(sources=["microphone"], type="filepath",
-                           label="…or record (the recording is used when it stops)", elem_id="single-mic")
-            hotwords = gr.Textbox(label=hotword_label(settings), lines=1, placeholder="例如：达摩院 魔搭",
-                                  elem_id="single-hotwords")
-            size = batch_slider(engine, "single-batch", "segments per model call for long recordings")
-            timestamps = gr.Checkbox(value=settings.timestamps, label="Sentence times 时间戳 (for subtitles)",
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=300):
+            upload = gr.File(label=t("single.upload"), file_types=ctx.upload_types, elem_id="single-file")
+            mic = gr.Audio(sources=["microphone"], type="filepath", label=t("single.mic"),
+                           elem_id="single-mic")
+            hotwords = gr.Textbox(label=hotword_label(settings), lines=1,
+                                  placeholder=t("common.hotwords_placeholder"), elem_id="single-hotwords")
+            formats = gr.CheckboxGroup(list(export.FORMATS), value=list(export.FORMATS),
+                                       label=t("common.formats"), elem_id="single-formats")
+            subtitles = bool(set(export.FORMATS) & set(SUBTITLE_FORMATS))
+            timestamps = gr.Checkbox(value=subtitles or settings.timestamps, interactive=not subtitles,
+                                     label=t("common.timestamps"), info=t("common.timestamps_info"),
                                      elem_id="single-timestamps")
-            start = gr.Button("Start 开始识别", variant="primary", elem_id="single-start")
-        with gr.Column(scale=2):
-            text = gr.Textbox(label="Text 识别结果", lines=8, interactive=False, buttons=["copy"],
-                              elem_id="single-text")
+            with gr.Accordion(t("common.advanced"), open=False, elem_id="single-advanced"):
+                size = batch_slider(engine, "single-batch")
             with gr.Row():
-                confidence = gr.Number(label="Confidence", precision=3, interactive=False,
-                                       elem_id="single-confidence")
-                duration = gr.Number(label="Audio duration (s)", precision=2, interactive=False,
-                                     elem_id="single-duration")
-                processing = gr.Number(label="Processing time (s)", precision=2, interactive=False,
-                                       elem_id="single-processing")
-                speed_x = gr.Number(label="Speed (x real time)", precision=1, interactive=False,
-                                    elem_id="single-speed")
-            sentences = gr.Dataframe(headers=SENTENCE_HEADERS, type="array", interactive=False, wrap=True,
-                                     column_widths=["15%", "15%", "70%"], label="Sentences 句子",
-                                     elem_id="single-sentences")
-            downloads = gr.File(label="Downloads (.txt, .json, .srt, .vtt, .tsv)", file_count="multiple",
-                                interactive=False, elem_id="single-downloads")
+                start = gr.Button(t("common.start"), variant="primary", elem_id="single-start", scale=2)
+                cancel = gr.Button(t("common.cancel"), variant="stop", visible=False, elem_id="single-cancel",
+                                   scale=1)
+        with gr.Column(scale=2, min_width=300):
+            progress_box = gr.Markdown(elem_id="single-progress", min_height=0)
+            player = gr.Audio(type="filepath", interactive=False, visible=False, label=t("single.player"),
+                              waveform_options=gr.WaveformOptions(show_recording_waveform=False),
+                              elem_id="single-player")
+            video = gr.Video(interactive=False, visible=False, label=t("single.video"), height=360,
+                             elem_id="single-video")
+            text = gr.Textbox(label=t("single.text"), lines=8, interactive=False, buttons=["copy"],
+                              elem_id="single-text")
+            with gr.Row(elem_id="single-figures"):
+                box = {"interactive": False, "lines": 1, "max_lines": 1, "min_width": 120}
+                shown = {name: gr.Textbox(label=t(f"single.{name}"), elem_id=f"single-{name}", **box)
+                         for name in ("confidence", "duration", "processing", "speed")}
+            gr.Markdown(t("single.figures_help"), elem_id="single-figures-help", elem_classes=["help-line"])
+            # The endpoint's own outputs: numbers and rows for scripts, never shown.
+            numbers = [gr.Number(visible=False, elem_id=f"single-{name}-value")
+                       for name in ("confidence", "duration", "processing", "speed")]
+            rows = gr.Dataframe(headers=SENTENCE_HEADERS, type="array", visible=False, elem_id="single-rows")
+            sentences = gr.Dataframe(value=sentence_view([], "en"), type="array", interactive=True,
+                                     datatype=["bool", "str", "str", "str"], static_columns=[1, 2, 3],
+                                     wrap=True, column_widths=["8%", "17%", "17%", "58%"], max_height=420,
+                                     label=t("single.sentences"), elem_id="single-sentences")
+            downloads = gr.File(label=t("single.downloads"), file_count="multiple", interactive=False,
+                                elem_id="single-downloads")
+            with gr.Row():
+                clip_button = gr.Button(t("single.clip"), elem_id="single-clip", size="sm")
+            clip_note = gr.Markdown(elem_id="single-clip-note")
+            clip_files = gr.File(label=t("single.clips"), file_count="multiple", interactive=False,
+                                 visible=False, elem_id="single-clips")
 
-    outputs = [text, confidence, duration, processing, speed_x, downloads, sentences]
-    mic.stop_recording(lambda path: path, mic, upload, api_visibility="private", queue=False)
-    start.click(lambda: (None,) * len(outputs), None, outputs, api_visibility="private", queue=False).then(
-        transcribe_file, [upload, hotwords, size, timestamps], outputs, api_name="transcribe_file",
-        **ctx.recognition_events())
+    figures = list(shown.values())
+    results = [text, *figures, *numbers, downloads, rows, sentences, clip_note, clip_files, progress_box]
+
+    def cleared(lang: str) -> tuple:
+        """Every result of the previous file gone (figures blank, not 0)."""
+        return ("", *[""] * len(figures), *[None] * len(numbers), None,
+                {"headers": SENTENCE_HEADERS, "data": []},
+                gr.update(value=sentence_view([], lang), label=t("single.sentences")), "",
+                gr.update(value=None, visible=False), "")
+
+    def new_input(file, request: gr.Request = None):
+        """A new upload or recording: its player, and nothing left of the previous file."""
+        path = file_path(file)
+        is_video = bool(path) and Path(path).suffix.lower() in VIDEO_SUFFIXES and clips.has_video(path)
+        playable = bool(path) and Path(path).suffix.lower() in AUDIO_EXTENSIONS
+        audio_update = gr.update(value=path if playable and not is_video else None,
+                                 visible=bool(playable and not is_video))
+        video_update = gr.update(value=path if is_video else None, visible=is_video)
+        return (audio_update, video_update, *cleared(lang_of(request)))
+
+    def begin(request: gr.Request = None):
+        """Start pressed: the page shows it is busy (no second run can be queued) and offers Cancel."""
+        return (gr.update(value=t("common.busy"), interactive=False), gr.update(visible=True),
+                *cleared(lang_of(request)))
+
+    def finish(confidence, duration, processing, speed_x, api_table, timed, request: gr.Request = None):
+        """The run ended (done, failed or cancelled): Start again, the figures and sentences shown."""
+        lang = lang_of(request)
+        data = (api_table or {}).get("data", []) if isinstance(api_table, dict) else (api_table or [])
+        values = [confidence, duration, processing, speed_x]
+        shown_values = ["" if v is None else f"{v:g}" for v in values]
+        label = t("single.sentences") if timed else t("single.chunks")
+        return (gr.update(value=t("common.start"), interactive=True), gr.update(visible=False), *shown_values,
+                gr.update(value=sentence_view([list(r) for r in data], lang), label=label), "")
+
+    def cancel_run(request: gr.Request = None):
+        ctx.runs.cancel(request)
+
+    def link_timestamps(chosen):
+        """Subtitle formats need sentence times: ticked and fixed while one is chosen."""
+        needs = bool(set(chosen or []) & set(SUBTITLE_FORMATS))
+        return gr.update(value=True, interactive=False) if needs else gr.update(interactive=True)
+
+    def export_clip(file, table, request: gr.Request = None):
+        """The ticked sentences cut out of the file: their sound (WAV), and for a video its picture."""
+        lang = lang_of(request)
+        path = file_path(file)
+        data = table.get("data", []) if isinstance(table, dict) else (table or [])
+        picked = [(parse_clock(r[1]), parse_clock(r[2])) for r in data if r and r[0] in (True, "true", 1)]
+        if not path or not picked:
+            return tr("single.clip_none", lang), gr.update(value=None, visible=False)
+        spans = clips.merge_spans(picked)
+        folder = new_export_dir(ctx.export_root)
+        stem = Path(path).stem or "audio"
+        made, note = [], ""
+        try:
+            sound = clips.cut_audio(path, spans, folder / f"{stem}-clip.wav")
+            made.append(str(sound.path))
+            note = tr("single.clip_audio", lang, count=len(picked), seconds=sound.duration_s)
+            if Path(path).suffix.lower() in VIDEO_SUFFIXES and clips.has_video(path):
+                picture = clips.cut_video(path, spans, folder / f"{stem}-clip{Path(path).suffix.lower()}")
+                made.append(str(picture.path))
+                ranges = ", ".join(f"{export.clock(s.start_s)}–{export.clock(s.end_s)}"
+                                   for s in picture.spans)
+                note += tr("single.clip_video", lang, ranges=ranges)
+        except clips.ClipError as exc:
+            log.info("clip refused: %s", exc)
+            note = tr("single.clip_failed", lang, reason=str(exc))
+        return note, gr.update(value=made or None, visible=bool(made))
+
+    private: dict[str, Any] = {"api_visibility": "private", "queue": False, "show_progress": "hidden"}
+    players = [player, video]
+    upload.change(new_input, upload, [*players, *results], **private)
+    mic.stop_recording(lambda path: path, mic, upload, **private)
+    formats.change(link_timestamps, formats, timestamps, **private)
+    run = start.click(begin, None, [start, cancel, *results], **private)
+    run = run.then(transcribe_file, [upload, hotwords, size, timestamps, formats],
+                   [text, *numbers, downloads, rows], api_name="transcribe_file",
+                   show_progress_on=[progress_box], **ctx.recognition_events())
+    # Gradio 6.31 runs a `.then` step only after success: `.failure` resets the page after an error
+    # or a cancel (both steps are the same, so either order is fine).
+    ended = [*numbers, rows, timestamps], [start, cancel, *figures, sentences, progress_box]
+    run.then(finish, *ended, **private)
+    run.failure(finish, *ended, **private)
+    cancel.click(cancel_run, None, None, **private)
+    clip_button.click(export_clip, [upload, sentences], [clip_note, clip_files], api_visibility="private",
+                      concurrency_limit=2)
     ctx.batch_sliders.append(size)
+    ctx.page_scripts.append(SEEK_JS)
+
+    def relabel(lang: str, table):
+        data = table.get("data", []) if isinstance(table, dict) else (table or [])
+        return gr.update(value={"headers": [tr(key, lang) for key in VIEW_KEYS], "data": data})
+
+    ctx.language_hooks.append((relabel, [sentences], [sentences]))

@@ -1,4 +1,5 @@
-"""The system-info tab: model, versions, CPU/GPU and memory figures (asr.system.sysinfo)."""
+"""The system-info tab: model, versions, CPU/GPU and memory figures (asr.system.sysinfo), with the
+figures' names in the page's language (values are data: names, versions, sizes)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import gradio as gr
 
 from asr.system import sysinfo
 from ui.common import AppContext, user_errors
+from ui.i18n import EN, WORDS, lang_of, t, tr
 
 
-def tables(info: sysinfo.SystemInfo) -> tuple[str, dict]:
-    lines = ["| Figure | Value |", "|---|---|"]
-    lines += [f"| {label} | {value} |" for label, value in info.rows()]
+def tables(info: sysinfo.SystemInfo, lang: str = EN) -> tuple[str, dict]:
+    lines = [f"| {tr('system.col_figure', lang)} | {tr('system.col_value', lang)} |", "|---|---|"]
+    for label, value in info.rows():
+        key = f"system.row.{label}"
+        lines.append(f"| {tr(key, lang) if key in WORDS[EN] else label} | {value} |")
     return "\n".join(lines), info.to_dict()
 
 
@@ -19,18 +23,18 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     engine = ctx.engine
 
     @user_errors
-    def system_info():
+    def system_info(request: gr.Request = None):
         """Model, versions, GPU/CPU memory and cache figures. Releases torch's cached GPU memory
         first and reports how much it freed."""
-        return tables(sysinfo.refresh(engine))
+        return tables(sysinfo.refresh(engine), lang_of(request))
 
-    def system_info_quiet():
-        return tables(sysinfo.gather(engine))
+    def system_info_quiet(lang: str):
+        return tables(sysinfo.gather(engine), lang)
 
-    refresh = gr.Button("Refresh (releases cached GPU memory)", elem_id="sysinfo-refresh")
+    refresh = gr.Button(t("system.refresh"), elem_id="sysinfo-refresh")
     table = gr.Markdown(elem_id="sysinfo")
-    with gr.Accordion("Raw figures (JSON)", open=False):
+    with gr.Accordion(t("system.raw"), open=False):
         raw = gr.JSON(elem_id="sysinfo-json")
     refresh.click(system_info, None, [table, raw], api_name="system_info", concurrency_limit=None)
-    demo.load(system_info_quiet, None, [table, raw], api_visibility="private", concurrency_limit=None,
-              show_progress="hidden")
+    # Filled as the page loads, and again in another language when it changes (webui wires it).
+    ctx.language_hooks.append((system_info_quiet, [], [table, raw]))

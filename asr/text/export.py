@@ -18,10 +18,15 @@ from collections.abc import Sequence
 from pathlib import PurePath
 
 from asr.results import Result, Segment, join_text
+from asr.text.sentences import hold_short_cues
 
 CSV_COLUMNS = ("file", "text", "confidence", "duration_s", "processing_s", "rtf", "status", "error")
 FORMATS = ("txt", "json", "srt", "vtt", "tsv")
 _MIN_CUE_S = 0.001  # a cue must end after it starts; a zero-length word still gets one
+# The cue formats take `min_s`, the shortest time a cue stays on screen: callers pass their
+# settings' subtitles.min_s (the UI does). 0 writes the segments' own times. The segments keep
+# their words' times either way; only the cues written for reading are held longer.
+CUE_FORMATS = ("srt", "vtt", "tsv")
 
 
 def status_of(result: Result) -> str:
@@ -52,15 +57,16 @@ def clock(seconds: float, separator: str = ".") -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
 
 
-def _cues(result: Result) -> list[Segment]:
-    """Segments fit to be cues: text present, end after start, in time order."""
+def _cues(result: Result, min_s: float = 0.0) -> list[Segment]:
+    """Segments fit to be cues: text present, end after start, in time order, each on screen for
+    `min_s` where the next leaves room (asr.text.sentences.hold_short_cues)."""
     cues = []
     for segment in result.segments:
         text = " ".join(segment.text.split())  # a cue line never holds a line break of its own
         if text:
             end = max(segment.end_s, segment.start_s + _MIN_CUE_S)
             cues.append(Segment(segment.start_s, end, text, segment.confidence, speaker=segment.speaker))
-    return sorted(cues, key=lambda c: (c.start_s, c.end_s))
+    return hold_short_cues(sorted(cues, key=lambda c: (c.start_s, c.end_s)), min_s)
 
 
 def _labelled(cue: Segment) -> str:
@@ -68,9 +74,9 @@ def _labelled(cue: Segment) -> str:
     return f"{cue.speaker}: {cue.text}" if cue.speaker else cue.text
 
 
-def srt(result: Result) -> str:
+def srt(result: Result, min_s: float = 0.0) -> str:
     blocks = [f"{n}\n{clock(c.start_s, ',')} --> {clock(c.end_s, ',')}\n{_labelled(c)}\n"
-              for n, c in enumerate(_cues(result), 1)]
+              for n, c in enumerate(_cues(result, min_s), 1)]
     return "\n".join(blocks)
 
 
@@ -82,15 +88,16 @@ def _voice(cue: Segment) -> str:
     return f"<v {name}>{cue.text.replace('&', '&amp;').replace('<', '&lt;')}"
 
 
-def vtt(result: Result) -> str:
-    blocks = [f"{clock(c.start_s, '.')} --> {clock(c.end_s, '.')}\n{_voice(c)}\n" for c in _cues(result)]
+def vtt(result: Result, min_s: float = 0.0) -> str:
+    blocks = [f"{clock(c.start_s, '.')} --> {clock(c.end_s, '.')}\n{_voice(c)}\n"
+              for c in _cues(result, min_s)]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
-def tsv(result: Result) -> str:
+def tsv(result: Result, min_s: float = 0.0) -> str:
     """start, end (integer milliseconds, as Whisper writes them) and text: a spreadsheet's view;
     with speakers, a speaker column before the text."""
-    cues = _cues(result)
+    cues = _cues(result, min_s)
     labelled = any(c.speaker for c in cues)
     lines = ["start\tend\tspeaker\ttext" if labelled else "start\tend\ttext"]
     for c in cues:
@@ -124,7 +131,10 @@ def json_one(result: Result) -> str:
 WRITERS = {"txt": txt, "json": json_one, "srt": srt, "vtt": vtt, "tsv": tsv}
 
 
-def render(result: Result, fmt: str) -> str:
+def render(result: Result, fmt: str, min_s: float | None = None) -> str:
+    """One file in `fmt`; `min_s`: the cues' shortest display time (subtitles.min_s; None: 0)."""
+    if fmt in CUE_FORMATS and min_s is not None:
+        return WRITERS[fmt](result, min_s=min_s)
     return WRITERS[fmt](result)
 
 
