@@ -19,9 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
-import soundfile
 import torch
 
 from asr.audio import decode as audio_io
@@ -468,10 +466,11 @@ class Engine:
                 if job.tracker is not None:
                     job.tracker.length(job.index, cached.duration_s)
                 return
-            decoded = audio_io.decode_bytes(data, job.name)
+            decoded = audio_io.decode_bytes(data, job.name, audio_io.DecodeLimits.from_settings(limits))
         else:
             key = None
-            decoded = audio_io.decode_samples(job.source[0], job.source[1], job.name)
+            decoded = audio_io.decode_samples(job.source[0], job.source[1], job.name,
+                                              audio_io.DecodeLimits.from_settings(limits))
         item.duration_s = decoded.duration_s
         audio_io.check_duration(decoded, limits.min_duration_s, limits.max_duration_s)
         t1 = time.perf_counter()
@@ -537,19 +536,10 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 
 def _probe_seconds(path: Path) -> float:
-    """Cheap duration guess for sorting and queue budgeting; decoding later gives the truth."""
-    try:
-        info = soundfile.info(str(path))
-        return info.frames / info.samplerate
-    except Exception:  # noqa: BLE001 - not readable by libsndfile: fall back to PyAV or size
-        pass
-    try:
-        with av.open(str(path)) as container:
-            if container.duration:
-                return container.duration / 1_000_000
-    except Exception:  # noqa: BLE001 - corrupt or unknown: decode reports it properly later
-        pass
-    return _size_seconds(path)
+    """Cheap duration guess for sorting and queue budgeting; decoding later gives the truth.
+    Probed as uploads are decoded (no demuxer that opens other files), else guessed from size."""
+    seconds = audio_io.probe_seconds(path)
+    return _size_seconds(path) if seconds is None else seconds
 
 
 def _size_seconds(path: Path) -> float:

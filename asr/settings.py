@@ -79,6 +79,9 @@ class InputSettings:
 
 
 @dataclass
+    # Checked on the header before decoding and on every decoded block (asr/audio/decode.py).
+    max_channels: int = field(default=8, metadata={"min": 1, "max": 255})
+    max_sample_rate_hz: int = field(default=384000, metadata={"min": 8000, "max": 768000})
 class SubtitleSettings:
     RESULTS: ClassVar[bool] = True  # where sentences are cut
     max_s: float = field(default=8.0, metadata={"min": 1.0, "max": 60.0})
