@@ -137,8 +137,8 @@ class PreloadSettings:
 class TuningSettings:
     RESULTS: ClassVar[bool] = False
     sizes: list[int] = field(default_factory=lambda: [2, 4, 6, 8])
-    copies: int = field(default=5, metadata=_at_least(1))
-    repeats: int = field(default=3, metadata=_at_least(1))
+    copies: int = field(default=5, metadata={"min": 1, "max": 256})  # also the most files per run
+    repeats: int = field(default=3, metadata={"min": 1, "max": 20})
     margin_pct: float = field(default=3.0, metadata={"min": 0.0, "max": 100.0})
     memory_limit_pct: float = field(default=85.0, metadata={"min": 1.0, "max": 100.0})
 

@@ -81,6 +81,35 @@ def test_the_precision_check_compares_each_file_in_both_precisions(engine, refer
         run_precision_check(engine, [reference_wavs[0].with_name("missing.wav")])
 
 
+def test_a_cancelled_precision_check_stops_and_frees_the_model(engine, reference_wavs):
+    """Cancelled after its first run: it raises instead of reporting, the model serves other
+    requests, and the next check may start; its repeats have the wizard's ceiling."""
+    import threading
+
+    from tuning.precision_check import CHECK, PrecisionCheckCancelled, cancel_precision_check
+
+    started = threading.Event()
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            run_precision_check(engine, reference_wavs * 4, repeats=5, progress=lambda *_: started.set())
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - inspected below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert started.wait(300)
+    assert cancel_precision_check()
+    thread.join(300)
+    assert not thread.is_alive() and isinstance(outcome[0], PrecisionCheckCancelled)
+    assert not CHECK.busy and not cancel_precision_check()
+    assert engine.transcribe(reference_wavs[:1])[0].ok
+    with pytest.raises(PrecisionCheckError, match="'tuning.repeats' from the precision check is 21"):
+        run_precision_check(engine, reference_wavs[:1], repeats=21)
+
+
 def test_saving_a_precision_keeps_the_rest_of_the_file(tmp_path):
     config = tmp_path / "config.yaml"
     shutil.copy(PROJECT_ROOT / "config.yaml", config)

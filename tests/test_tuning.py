@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -22,7 +25,7 @@ from asr.audio import decode as audio_io
 from asr.settings import PROJECT_ROOT
 from tuning.config_file import ConfigWriteError, write_batch_size
 from tuning.knee import Measurement, choose_golden, explain, find_knee, neighbours
-from tuning.wizard import TABLE_COLUMNS, WizardError, run_wizard
+from tuning.wizard import TABLE_COLUMNS, WizardCancelled, WizardError, cancel_wizard, run_wizard
 
 M = Measurement
 
@@ -130,11 +133,37 @@ def test_golden_excludes_sizes_that_failed_or_broke_the_memory_limit_in_refine()
 def test_explanation_names_the_gain_and_why_the_next_size_lost():
     sweep = [M(2, 0.7, 40), M(4, 0.54, 50), M(8, 0.526, 91)]
     knee = find_knee(BASE, sweep, 3.0, 85.0)
-    golden = choose_golden([M(2, 0.7), M(4, 0.54)], 3.0, 85.0)
-    text = explain(golden, BASE, knee, 3.0, runs_per_size=1, memory_note="memory rule: test")
-    assert text.startswith("4: 46% less time per file than batch 1 (1.85x as fast")
-    assert "8 was only 2.6% faster than 4 and used 91% of memory (limit 85%)" in text
+    refine = [M(2, 0.7), M(4, 0.54)]
+    golden = choose_golden(refine, 3.0, 85.0)
+    text = explain(golden, BASE, knee, 3.0, runs_per_size=1, memory_note="memory rule: test", refine=refine)
+    assert text.startswith("4: 46% less time per file than batch 1, 1.85x as fast (0.54 s against 1 s; "
+                           "4: one run; batch 1: the baseline, one run)")
+    # One run each: the gain over the runner-up is stated with its doubt.
+    assert "4 was 23% faster than 2 in a single run each, which a busy machine can turn around" in text
+    assert "8 was only 2.6% faster than 4 and used 91% of memory (limit 85%) (sweep, one run)" in text
     assert text.endswith("Memory rule: test")
+
+
+def test_explanation_uses_one_batch_1_figure_and_says_how_sure_it_is():
+    """The issue's text said 4.69x in one place and 4.0x in another for the same answer: batch 1's
+    baseline run and its refine median. Every "x as fast" now uses one figure, batch 1's median
+    when it was refined, and the runs' spread says whether the pick's lead is real."""
+    baseline = M(1, 1.38)  # one noisy baseline run
+    knee = find_knee(baseline, [M(2, 0.07), M(4, 0.066)], 3.0, None)
+    overlapping = [M(1, t) for t in (0.25, 0.60, 0.92)] + [M(2, t) for t in (0.057, 0.07, 0.122)] + \
+        [M(4, t) for t in (0.062, 0.0664, 0.125)]
+    golden = choose_golden(overlapping, 3.0, None)
+    text = explain(golden, baseline, knee, 3.0, runs_per_size=3, refine=overlapping)
+    assert golden.size == 4
+    assert re.findall(r"[0-9.]+x as fast", text) == ["9.04x as fast"]  # 0.60 / 0.0664, not 1.38 / 0.0664
+    assert "batch 1: median of 3 runs, 0.25-0.92 s" in text
+    assert "the runs of 4 and 2 overlap (4: median of 3 runs, 0.062-0.125 s; 2: median of 3 runs, " \
+           "0.057-0.122 s), so the 5.1% between them is within the noise" in text
+    clear = [M(1, t) for t in (0.60, 0.61, 0.62)] + [M(2, t) for t in (0.50, 0.51, 0.52)] + \
+        [M(4, t) for t in (0.40, 0.41, 0.42)]
+    text = explain(choose_golden(clear, 3.0, None), baseline, knee, 3.0, runs_per_size=3, refine=clear)
+    assert "4 was faster than 2 in every run (4: median of 3 runs, 0.4-0.42 s; 2: median of 3 runs, " \
+           "0.5-0.52 s)" in text
 
 
 # ---- config.yaml keeps its comments ---------------------------------------------------------
@@ -344,3 +373,142 @@ def test_typed_batch_sizes_are_refused_clearly(text, message):
 
     with pytest.raises(WizardError, match=message):
         sizes_from_text(text)
+
+
+# ---- bounded and cancellable ----------------------------------------------------------------
+
+
+def test_a_run_is_bounded_by_the_settings_ceilings(engine, wav):
+    """copies, repeats, sizes and files each have a ceiling; past it the run is refused before
+    any measuring (the settings say the same for config.yaml)."""
+    for kwargs, message in (({"copies": 257}, "'tuning.copies' from the wizard is 257; it must be an "
+                                              "integer >= 1 and <= 256"),
+                            ({"repeats": 21}, "'tuning.repeats' from the wizard is 21"),
+                            ({"repeats": 0}, "'tuning.repeats' from the wizard is 0"),
+                            ({"sizes": list(range(2, 20))}, "at most 16 batch sizes")):
+        with pytest.raises(WizardError, match=re.escape(message)):
+            run_wizard(engine, [wav], **{"sizes": [2], **kwargs})
+    with pytest.raises(WizardError, match="at most 256 files"):
+        run_wizard(engine, [wav] * 257, sizes=[2])
+    from asr.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="tuning.copies"):
+        load_settings(PROJECT_ROOT / "tests" / "empty_config.yaml", environ={"SEACO_TUNING_COPIES": "1000"})
+
+
+def test_a_cancelled_run_stops_and_frees_the_model(engine, wav):
+    """Cancel during the sweep: the run raises WizardCancelled instead of finishing, the model
+    serves another request at once, and a new run can start."""
+    from asr.engine import Engine
+
+    own = Engine(tiny_settings(), loaded=engine.loaded)
+    in_sweep = threading.Event()
+
+    def progress(_fraction: float, message: str) -> None:
+        if message.startswith("sweep"):
+            in_sweep.set()
+
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            run_wizard(own, [wav], sizes=[2, 4, 8], copies=40, repeats=5, progress=progress)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - inspected below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert in_sweep.wait(300)
+    assert cancel_wizard()
+    thread.join(300)
+    assert not thread.is_alive() and isinstance(outcome[0], WizardCancelled)
+    assert not cancel_wizard()  # nothing runs any more
+    assert own.transcribe([wav])[0].ok  # the model is free
+    stop_now = threading.Event()
+    stop_now.set()
+    with pytest.raises(WizardCancelled):  # and the one-run guard was released
+        run_wizard(own, [wav], sizes=[2], copies=2, repeats=1, cancel=stop_now)
+
+
+def test_ctrl_c_stops_the_cli_cleanly(tmp_path, wav):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEACO_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tuning", str(wav), "--model", "random:tiny", "--device", "cpu",
+         "--punctuation", "off", "--sizes", "2,4,8", "--copies", "60", "--repeats", "5",
+         "--config", str(PROJECT_ROOT / "tests" / "empty_config.yaml")],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+    seen = ""
+    try:
+        while "baseline" not in seen:  # the progress bar's text: measuring has begun
+            char = proc.stderr.read(1)
+            assert char, f"the wizard ended before measuring: {seen[-2000:]}"
+            seen += char
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "cancelling" in err and "cancelled: no batch size was chosen" in err
+    assert "recommended batch size" not in out
+
+
+def test_the_tabs_cancel_button_stops_a_run_on_a_real_server(engine, wav, tmp_path, monkeypatch):
+    """Through Gradio: a long run started, Cancel pressed (its own queue, not behind the run), the
+    run answers "Cancelled" and the model is free; with nothing running Cancel says so."""
+    import time
+
+    import gradio as gr
+    from gradio_client import Client, handle_file
+
+    from asr.engine import Engine
+    from ui.tuning_tab import CANCELLED, build_tuning_tab
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    tab_engine = Engine(tiny_settings(), loaded=engine.loaded)
+    with gr.Blocks() as demo:
+        build_tuning_tab(tab_engine, concurrency_id="tuning")
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        assert client.predict(api_name="/cancel_tuning") == "Nothing is running."
+        job = client.submit([handle_file(str(wav))], "2, 4, 8", 60, 5, 3.0, 85.0, api_name="/tune_batch_size")
+        deadline = time.monotonic() + 300
+        while not cancel_wizard_running():
+            assert time.monotonic() < deadline and not job.done(), "the run never started"
+            time.sleep(0.05)
+        assert client.predict(api_name="/cancel_tuning") == "Cancelling the tuning run…"
+        _table, _times, _memory, markdown, _chosen, _report = job.result(timeout=300)
+        assert markdown == CANCELLED
+        assert tab_engine.transcribe([wav])[0].ok
+    finally:
+        demo.close()
+
+
+def cancel_wizard_running() -> bool:
+    from tuning.wizard import WIZARD
+
+    return WIZARD.busy
+
+
+def test_the_plots_span_from_zero_so_a_flat_line_looks_flat(engine, wav):
+    """The issue's memory plot spanned 0.004 MB, so run-to-run drift looked like a climb. Both
+    plots now start at zero and end a little above the highest value, as the tab returns them."""
+    import gradio as gr
+
+    from asr.engine import Engine
+    from ui.tuning_tab import PLOT_MEMORY, PLOT_TIME, axis_range, build_tuning_tab
+
+    assert axis_range([1236.3, 1241.7, 1236.304]) == pytest.approx([0.0, 1241.7 * 1.15])
+    assert axis_range([]) is None and axis_range([None]) is None
+    tab_engine = Engine(tiny_settings(), loaded=engine.loaded)
+    with gr.Blocks() as demo:
+        build_tuning_tab(tab_engine)
+    tune = next(f.fn for f in demo.fns.values() if f.api_name == "tune_batch_size")
+    _table, times, memory, _markdown, _chosen, _report = tune([str(wav)], "2", 2, 1, 3.0, 85.0)
+    for plot, column in ((times, PLOT_TIME), (memory, PLOT_MEMORY)):
+        highest = max(plot.value["data"], key=lambda row: row[plot.value["columns"].index(column)])
+        assert plot.y_lim[0] == 0 and plot.y_lim[1] > highest[plot.value["columns"].index(column)]

@@ -5,14 +5,18 @@ every run and the chosen value, `--save` writes it into the config file (comment
 `--check-precision` instead runs the files in fp32 and in `--candidate` (default: the fastest
 reduced precision this machine has) and prints speed and token agreement per file;
 `--save-precision P` then writes `precision: P` into the config file.
-Exit codes: 0 on success, 2 on usage, configuration or input errors.
+Ctrl+C stops a run cleanly (a second one stops at once).
+Exit codes: 0 on success, 2 on usage, configuration or input errors, 130 when cancelled.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from asr.system.console import ProgressBar, add_engine_flags, engine_overrides, settings_for_command
@@ -47,8 +51,8 @@ def _parser() -> argparse.ArgumentParser:
                         "several files are used as they are")
     parser.add_argument("--sizes", type=_sizes, help="batch sizes to sweep, e.g. 2,4,6,8 "
                         "(default: tuning.sizes in the config)")
-    parser.add_argument("--copies", type=_positive, help="copies of a single file per sweep run")
-    parser.add_argument("--repeats", type=_positive, help="runs per size in the refine step")
+    parser.add_argument("--copies", type=_positive, help="copies of a single file per run (at most 256)")
+    parser.add_argument("--repeats", type=_positive, help="runs per size in the refine step (at most 20)")
     parser.add_argument("--margin", type=float, help="percent a larger batch must save per file")
     parser.add_argument("--memory-limit", type=float, help="highest safe peak memory, percent of total")
     add_engine_flags(parser, batch_size=False)  # the batch size is what the wizard finds
@@ -66,7 +70,34 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+CANCELLED_EXIT = 130  # as a shell reports a program stopped by Ctrl+C
+
+
+@contextlib.contextmanager
+def _ctrl_c_cancels(cancel: Callable[[], bool]) -> Iterator[None]:
+    """The first Ctrl+C asks the run to stop (it then releases the model and returns); a second
+    one interrupts at once, as Ctrl+C normally does."""
+    def first(_signum, _frame) -> None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("\ncancelling (Ctrl+C again to stop at once)...", file=sys.stderr, flush=True)
+        cancel()
+
+    previous = signal.signal(signal.SIGINT, first)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("cancelled", file=sys.stderr)
+        return CANCELLED_EXIT
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
 
@@ -81,16 +112,20 @@ def main(argv: list[str] | None = None) -> int:
     from asr.engine import Engine
     from asr.models import ModelLoadError
     from tuning.config_file import ConfigWriteError, write_batch_size
-    from tuning.wizard import run_wizard
+    from tuning.wizard import WizardCancelled, cancel_wizard, run_wizard
 
     if args.check_precision or args.save_precision:
         return _precision(args, settings)
     try:
         engine = Engine(settings)
-        report = run_wizard(engine, args.files, sizes=args.sizes, copies=args.copies,
-                            repeats=args.repeats, margin_pct=args.margin,
-                            memory_limit_pct=args.memory_limit,
-                            progress=None if args.quiet else ProgressBar())
+        with _ctrl_c_cancels(cancel_wizard):
+            report = run_wizard(engine, args.files, sizes=args.sizes, copies=args.copies,
+                                repeats=args.repeats, margin_pct=args.margin,
+                                memory_limit_pct=args.memory_limit,
+                                progress=None if args.quiet else ProgressBar())
+    except WizardCancelled:
+        print("\ncancelled: no batch size was chosen", file=sys.stderr)
+        return CANCELLED_EXIT
     except (ModelLoadError, WizardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -126,15 +161,24 @@ def _precision(args: argparse.Namespace, settings) -> int:
     from asr.engine import Engine
     from asr.models import ModelLoadError
     from tuning.config_file import ConfigWriteError, write_setting
-    from tuning.precision_check import PrecisionCheckError, run_precision_check
+    from tuning.precision_check import (
+        PrecisionCheckCancelled,
+        PrecisionCheckError,
+        cancel_precision_check,
+        run_precision_check,
+    )
     from tuning.wizard import aligned_table
 
     if args.check_precision:
         try:
             engine = Engine(settings)
-            report = run_precision_check(
-                engine, args.files, args.candidate,
-                repeats=args.repeats or 1, progress=None if args.quiet else ProgressBar())
+            with _ctrl_c_cancels(cancel_precision_check):
+                report = run_precision_check(
+                    engine, args.files, args.candidate,
+                    repeats=args.repeats or 1, progress=None if args.quiet else ProgressBar())
+        except PrecisionCheckCancelled:
+            print("\ncancelled", file=sys.stderr)
+            return CANCELLED_EXIT
         except (ModelLoadError, PrecisionCheckError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -167,10 +167,59 @@ def choose_golden(runs: Iterable[Measurement], margin_pct: float, memory_limit_p
     return Golden(pick, medians, unsafe, passed)
 
 
+@dataclass(frozen=True)
+class Spread:
+    """One size's refine runs: how far apart they lie says how far a difference can be trusted."""
+
+    size: int
+    runs: int
+    median: float
+    low: float
+    high: float
+
+    def describe(self) -> str:
+        if self.runs < 2:
+            return "one run"
+        return f"median of {self.runs} runs, {self.low:.3g}-{self.high:.3g} s"
+
+
+def spreads(runs: Iterable[Measurement]) -> dict[int, Spread]:
+    """Per size, its successful runs' median, lowest and highest time per file."""
+    by_size: dict[int, list[float]] = {}
+    for m in runs:
+        if m.ok:
+            by_size.setdefault(m.batch_size, []).append(m.per_file_s)
+    return {size: Spread(size, len(times), statistics.median(times), min(times), max(times))
+            for size, times in sorted(by_size.items())}
+
+
+def doubt(pick: Spread, other: Spread) -> str:
+    """How sure the choice of `pick` over `other` is, from the spread of their runs."""
+    gain = improvement_pct(other.median, pick.median)
+    word = f"{pct(gain)} faster" if gain >= 0 else f"{pct(-gain)} slower"
+    if pick.runs < 2 or other.runs < 2:
+        return (f"{pick.size} was {word} than {other.size} in a single run each, which a busy machine "
+                f"can turn around: more refine runs (tuning.repeats) make it surer")
+    ranges = f"{pick.size}: {pick.describe()}; {other.size}: {other.describe()}"
+    if pick.high < other.low:
+        return f"{pick.size} was faster than {other.size} in every run ({ranges})"
+    return (f"the runs of {pick.size} and {other.size} overlap ({ranges}), so the {pct(abs(gain))} "
+            f"between them is within the noise: either is a sound choice")
+
+
 def explain(golden: Golden, baseline: Measurement, knee: Knee, margin_pct: float,
-            runs_per_size: int, memory_note: str = "") -> str:
-    """One readable sentence: the answer, what it gains, and why the next size up lost."""
+            runs_per_size: int, memory_note: str = "", refine: Iterable[Measurement] = ()) -> str:
+    """A few readable sentences: the answer, what it gains against one reference, how sure that
+    is, and why the other sizes lost.
+
+    Every "x as fast" is against the same batch-1 figure: its refine median when batch 1 was
+    refined, else the baseline's single run, and the text says which."""
     size = golden.size
+    spread = spreads(refine)
+    if 1 in golden.medians:
+        reference, reference_text = golden.medians[1], spread[1].describe() if 1 in spread else "refine"
+    else:
+        reference, reference_text = baseline.per_file_s, "the baseline, one run"
     parts: list[str] = []
     if not golden.medians:
         parts.append(f"{size}: every refined size failed, and batch {size} ran safely in the baseline")
@@ -178,19 +227,24 @@ def explain(golden: Golden, baseline: Measurement, knee: Knee, margin_pct: float
         parts.append(f"{size}: no larger batch was at least {margin_pct:g}% faster")
     else:
         median = golden.medians[size]
-        gain = improvement_pct(baseline.per_file_s, median)
-        speedup = baseline.per_file_s / median if median > 0 else float("inf")
-        parts.append(f"{size}: {pct(gain)} less time per file than batch 1 ({speedup:.2f}x as fast; "
-                     f"{median:.3g} s vs {baseline.per_file_s:.3g} s)")
+        gain = improvement_pct(reference, median)
+        speedup = reference / median if median > 0 else float("inf")
+        mine = spread[size].describe() if size in spread else "refine"
+        parts.append(f"{size}: {pct(gain)} less time per file than batch 1, {speedup:.2f}x as fast "
+                     f"({median:.3g} s against {reference:.3g} s; {size}: {mine}; batch 1: {reference_text})")
+    others = [s for s in golden.medians if s != size and s in spread]
+    if size in spread and others:
+        runner_up = min(others, key=lambda s: abs(spread[s].median - spread[size].median))
+        parts.append(doubt(spread[size], spread[runner_up]))
     reasons = [f"{r.batch_size} {r.why}" for r in golden.passed_over]
     reasons += [f"{s} {why}" for s, why in sorted(golden.unsafe.items()) if s > size]
     refined = set(golden.medians) | set(golden.unsafe)
-    reasons += [f"{r.batch_size} {r.why}" for r in knee.rejected
+    reasons += [f"{r.batch_size} {r.why} (sweep, one run)" for r in knee.rejected
                 if r.batch_size > size and r.batch_size not in refined]
     text = "; ".join(parts + reasons)
     if len(golden.medians) > 1:
         medians = ", ".join(f"{s}: {t:.3g} s" for s, t in sorted(golden.medians.items()))
-        text += f". Median time per file over {runs_per_size} runs: {medians}"
+        text += f". Median time per file over {runs_per_size} run(s) each: {medians}"
     if memory_note:
         text += f". {memory_note[0].upper()}{memory_note[1:]}"
     return text

@@ -6,12 +6,15 @@ happens on their recordings, so the check runs each file in both precisions and 
 file, the time each took and how many tokens agree (1 - token edit distance / fp32's tokens, the
 token error rate of one precision against the other). Runs alternate between the two precisions,
 so slow drift on a shared machine hits both alike, and each runs with the model to itself.
+One check at a time; `cancel_precision_check()` (the Tab's Cancel button, Ctrl+C on the command
+line) stops it and releases the model.
 """
 
 from __future__ import annotations
 
 import logging
 import statistics
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -19,9 +22,12 @@ from pathlib import Path
 
 import torch
 
+from asr.recognition.batcher import Cancelled
 from asr.recognition.precision import PrecisionUnavailable, check_precision
+from asr.settings import SettingsError, coerce
 from asr.system.cpu import CpuFeatures
 from benchmarks.report import edit_distance
+from tuning.one_run import OneRun, RunBusy
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +36,22 @@ CHECK_COLUMNS = ["file", "audio (s)", "fp32 (s)", "{candidate} (s)", "speed-up",
                  "tokens agree", "identical"]
 
 
+MAX_FILES = 256  # as the wizard's: the most files one check takes
+
+CHECK = OneRun("precision check")
+
+
 class PrecisionCheckError(ValueError):
     """The check cannot run as asked; the message says why."""
+
+
+class PrecisionCheckCancelled(PrecisionCheckError):
+    """The check was cancelled before it finished; the model is free again."""
+
+
+def cancel_precision_check() -> bool:
+    """Stop the precision check in progress in this process (False when none is running)."""
+    return CHECK.cancel()
 
 
 @dataclass
@@ -115,17 +135,23 @@ def fastest_reduced_precision(device: torch.device, cpu: CpuFeatures | None = No
 
 def run_precision_check(engine, files: Sequence[str | Path], candidate: str | None = None,
                         repeats: int = 1,
-                        progress: Callable[[float, str], None] | None = None) -> PrecisionReport:
+                        progress: Callable[[float, str], None] | None = None,
+                        cancel: threading.Event | None = None) -> PrecisionReport:
     """Run every file in fp32 and in `candidate` (default: the fastest reduced precision this
-    hardware has) and compare. Raises PrecisionCheckError for unusable input."""
+    hardware has) and compare. Raises PrecisionCheckError for unusable input or while another
+    check runs, PrecisionCheckCancelled when `cancel` is set or cancel_precision_check() called."""
     paths = [Path(f) for f in files]
     if not paths:
         raise PrecisionCheckError("choose at least one audio file to check")
+    if len(paths) > MAX_FILES:
+        raise PrecisionCheckError(f"choose at most {MAX_FILES} files to check, got {len(paths)}")
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise PrecisionCheckError(f"file not found: {missing[0]}")
-    if repeats < 1:
-        raise PrecisionCheckError("repeats must be at least 1")
+    try:
+        repeats = coerce("tuning.repeats", repeats, "the precision check")  # its ceiling bounds the run
+    except SettingsError as exc:
+        raise PrecisionCheckError(str(exc)) from None
     device = engine.loaded.device
     candidate = candidate or fastest_reduced_precision(device, engine.cpu)
     if candidate is None:
@@ -136,6 +162,19 @@ def run_precision_check(engine, files: Sequence[str | Path], candidate: str | No
         check_precision(candidate, device, engine.cpu)
     except PrecisionUnavailable as exc:
         raise PrecisionCheckError(str(exc)) from None
+    try:
+        with CHECK.running(cancel) as event:
+            return _run_check(engine, paths, candidate, repeats, progress, event)
+    except RunBusy as exc:
+        raise PrecisionCheckError(str(exc)) from None
+    except Cancelled:
+        log.info("precision check cancelled; the model is free again")
+        raise PrecisionCheckCancelled("the precision check was cancelled") from None
+
+
+def _run_check(engine, paths: list[Path], candidate: str, repeats: int,
+               progress: Callable[[float, str], None] | None, cancel: threading.Event) -> PrecisionReport:
+    device = engine.loaded.device
     engines = {REFERENCE: engine.with_precision(REFERENCE), candidate: engine.with_precision(candidate)}
     times: dict[str, list[list[float]]] = {name: [[] for _ in paths] for name in engines}
     results: dict[str, list] = {name: [None] * len(paths) for name in engines}
@@ -144,13 +183,15 @@ def run_precision_check(engine, files: Sequence[str | Path], candidate: str | No
 
     def run_once(name: str, index: int) -> float:
         nonlocal done
+        if cancel.is_set():
+            raise Cancelled("cancelled")
         target = engines[name]
         started = time.perf_counter()
         if target is engine:
-            run = target.run([paths[index]], use_cache=False, exclusive=True)
+            run = target.run([paths[index]], use_cache=False, exclusive=True, cancel=cancel)
         else:
             with engine.quiet():  # the user's engine runs nothing meanwhile: a quiet model
-                run = target.run([paths[index]], use_cache=False, exclusive=True)
+                run = target.run([paths[index]], use_cache=False, exclusive=True, cancel=cancel)
         elapsed = time.perf_counter() - started
         results[name][index] = run.results[0]
         done += 1

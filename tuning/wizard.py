@@ -1,14 +1,22 @@
 """The three-step batch-size wizard: baseline, sweep, refine, on the user's own machine and audio.
 
-1. Baseline: a short warm-up (cold start must not count), then one file at batch 1 -> T1.
-2. Sweep: N copies of that file (or the user's own set) at each candidate size, extended upward
-   while memory allows and time per file still improves. Each run starts with cached GPU memory
-   released and the peak counters reset; its peak memory, time and success or OOM are recorded.
+1. Baseline: a short warm-up (cold start must not count), then the workload at batch 1 -> T1.
+   The workload is N copies of the file (or the user's own set), the same for every step, so
+   every time per file compares like with like.
+2. Sweep: the workload at each candidate size, extended upward while memory allows and time per
+   file still improves. Each run starts with cached GPU memory released and the peak counters
+   reset; its peak memory, time and success or OOM are recorded.
 3. Refine: the knee (tuning.knee) and its neighbours, `repeats` runs each, interleaved so slow
-   drift on a shared machine hits every size alike; the fastest safe median is the answer.
+   drift on a shared machine hits every size alike; the fastest safe median is the answer, and
+   the spread of the runs says how sure it is.
 
 The feature cache is bypassed for every run (`engine.run(use_cache=False)`): each run decodes and
 extracts features itself, as a first-time file would, so a cache hit cannot flatter a size.
+
+A run is bounded (tuning.copies, tuning.repeats and the number of sizes and files have ceilings)
+and can be cancelled: `cancel_wizard()` (the Tab's Cancel button, Ctrl+C in `python -m tuning`)
+stops it within a fraction of a second plus the batch the model is computing, and releases the
+model to other requests.
 """
 
 from __future__ import annotations
@@ -23,12 +31,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import soundfile
 import torch
 
 from asr.audio import decode as audio_io
+from asr.recognition.batcher import Cancelled
+from asr.settings import SCHEMA, SettingsError, coerce
 from asr.system.gpu import gpu_memory, process_rss_mb, release_cached_memory, reset_peak_memory
 from tuning.knee import Measurement, choose_golden, explain, find_knee, neighbours, over_limit
+from tuning.one_run import OneRun, RunBusy
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +49,30 @@ CACHE_POLICY = ("feature cache bypassed: every tuning run calls engine.run(use_c
                 "size gets cache hits another size did not")
 WARMUP_SECONDS = 10.0  # enough to load kernels and allocator pools, short enough not to matter
 MAX_EXTENSIONS = 4  # upward extensions of the sweep (doubling), beyond the configured sizes
-MAX_BATCH_SIZE = 512  # the settings' ceiling for batch_size
+MAX_BATCH_SIZE = int(SCHEMA["batch_size"][1]["max"])
+MAX_COPIES = int(SCHEMA["tuning.copies"][1]["max"])
+MAX_REPEATS = int(SCHEMA["tuning.repeats"][1]["max"])
+MAX_FILES = MAX_COPIES  # several files replace the copies: the same ceiling on a run's workload
+MAX_SIZES = 16  # sizes in one sweep, before its upward extensions
 SAMPLE_INTERVAL_S = 0.05
 
-TABLE_COLUMNS = ["step", "batch size", "total time (s)", "time per file (s)", "speed-up vs T1",
+TABLE_COLUMNS = ["step", "batch size", "total time (s)", "time per file (s)", "speed-up vs batch 1",
                  "peak memory (MB)", "predicted (MB)", "memory %", "status"]
 
-_running = threading.Lock()  # one wizard at a time: two would time each other
+WIZARD = OneRun("tuning run")  # one wizard at a time: two would time each other
 
 
 class WizardError(ValueError):
     """The wizard cannot run as asked (missing or unreadable file, bad sizes, already running)."""
+
+
+class WizardCancelled(WizardError):
+    """The run was cancelled before it finished; the model is free again."""
+
+
+def cancel_wizard() -> bool:
+    """Stop the wizard run in progress in this process (False when none is running)."""
+    return WIZARD.cancel()
 
 
 @dataclass
@@ -115,6 +138,12 @@ class WizardReport:
     def t1(self) -> float:
         return self.baseline.per_file_s
 
+    @property
+    def reference_s(self) -> float:
+        """Batch 1's time per file that every speed-up is against (the reason's, the table's):
+        its refine median when batch 1 was refined, else the baseline."""
+        return self.refine_medians.get(1, self.t1)
+
     def runs(self) -> list[RunRecord]:
         return [self.baseline, *self.sweep, *self.refine]
 
@@ -123,7 +152,7 @@ class WizardReport:
         rows = []
         for run in self.runs():
             step = run.step if run.step != "refine" else f"refine {run.repeat}"
-            speedup = round(self.t1 / run.per_file_s, 2) if run.per_file_s > 0 else None
+            speedup = round(self.reference_s / run.per_file_s, 2) if run.per_file_s > 0 else None
             rows.append([step, run.batch_size, round(run.total_s, 3), round(run.per_file_s, 4),
                          speedup, None if run.peak_mb is None else round(run.peak_mb, 1),
                          None if run.predicted_mb is None else round(run.predicted_mb, 1),
@@ -141,6 +170,7 @@ class WizardReport:
             "reason": self.reason,
             "knee": self.knee,
             "t1_s": round(self.t1, 4),
+            "reference_s": round(self.reference_s, 4),
             "refine_medians_s": {str(k): round(v, 4) for k, v in sorted(self.refine_medians.items())},
             "cache_policy": self.cache_policy,
             "device": self.device,
@@ -251,7 +281,7 @@ class _MemoryWatch:
 class _Progress:
     """Maps the three steps onto one 0..1 bar that never moves backwards."""
 
-    PHASES = {"warm-up": (0.0, 0.05), "baseline": (0.05, 0.1), "sweep": (0.1, 0.6), "refine": (0.6, 0.99)}
+    PHASES = {"warm-up": (0.0, 0.03), "baseline": (0.03, 0.15), "sweep": (0.15, 0.6), "refine": (0.6, 0.99)}
 
     def __init__(self, callback: WizardProgress | None):
         self.callback = callback
@@ -266,12 +296,15 @@ class _Progress:
         self.callback(self.last, message)
 
 
-def _duration_s(path: Path) -> float:
-    try:
-        info = soundfile.info(str(path))
-        return info.frames / info.samplerate
-    except Exception:  # noqa: BLE001 - not a libsndfile format: decode it (PyAV) to find out
-        return audio_io.decode_bytes(audio_io.read_file(path), path.name).duration_s
+def _duration_s(path: Path, limits: audio_io.DecodeLimits) -> float:
+    """From the header when it says (refused past the limits), else by decoding within them."""
+    seconds = audio_io.probe_seconds(path)
+    if seconds is not None:
+        if seconds > limits.max_duration_s + audio_io.DECLARED_SLACK_S:
+            raise audio_io.AudioError(f"the audio is too long ({seconds:.0f} s; the limit "
+                                      f"input.max_duration_s is {limits.max_duration_s:g} s)")
+        return seconds
+    return audio_io.decode_bytes(audio_io.read_file(path), path.name, limits).duration_s
 
 
 def sizes_from_text(text: str) -> list[int]:
@@ -294,6 +327,9 @@ def _parse_sizes(sizes: Sequence[int]) -> list[int]:
         raise WizardError(f"batch sizes must be whole numbers, got {list(sizes)!r}") from None
     if any(v < 1 or v > MAX_BATCH_SIZE for v in values):
         raise WizardError(f"batch sizes must be between 1 and {MAX_BATCH_SIZE}, got {values}")
+    if len(values) > MAX_SIZES:
+        raise WizardError(f"give at most {MAX_SIZES} batch sizes to sweep (it extends upward by itself), "
+                          f"got {len(values)}")
     values = [v for v in values if v > 1]  # batch 1 is the baseline
     if not values:
         raise WizardError("give at least one batch size above 1 to sweep")
@@ -302,8 +338,11 @@ def _parse_sizes(sizes: Sequence[int]) -> list[int]:
 
 class _Wizard:
     def __init__(self, engine, files: list[Path], sizes: list[int], copies: int, repeats: int,
-                 margin_pct: float, memory_limit_pct: float, progress: WizardProgress | None):
+                 margin_pct: float, memory_limit_pct: float, progress: WizardProgress | None,
+                 cancel: threading.Event):
         self.engine = engine
+        self.cancel = cancel
+        self.limits = audio_io.DecodeLimits.from_settings(engine.settings.input)
         self.files = files
         self.sizes = sizes
         self.copies = copies
@@ -347,6 +386,7 @@ class _Wizard:
         def files_done(count: int, of: int, _name: str) -> None:
             self.progress(phase, done + count / of, total, f"{label}: {count}/{of} files")
 
+        self._check_cancel()
         self.progress(phase, done, total, f"{label}: starting")
         status, message, backoffs, audio_s = "ok", "", 0, 0.0
         with _MemoryWatch(self.device) as watch:
@@ -354,7 +394,9 @@ class _Wizard:
             try:
                 # Alone on the model (other requests wait), so a size's time is its own.
                 run = self.engine.run(inputs, batch_size=size, progress=files_done, use_cache=False,
-                                      exclusive=True)
+                                      exclusive=True, cancel=self.cancel)
+            except Cancelled:
+                raise WizardCancelled(f"cancelled during {label}") from None
             except torch.OutOfMemoryError as exc:
                 elapsed = time.perf_counter() - started
                 status, message = "oom", f"out of memory: {exc}"
@@ -391,22 +433,30 @@ class _Wizard:
                  f" ({message})" if message else "")
         return record
 
+    def _check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise WizardCancelled("cancelled")
+
     # the three steps -------------------------------------------------------------------------
 
     def run(self) -> WizardReport:
         started = time.perf_counter()
         first = self.files[0]
         try:
-            decoded = audio_io.decode_bytes(audio_io.read_file(first), first.name)
+            decoded = audio_io.decode_bytes(audio_io.read_file(first), first.name, self.limits)
         except audio_io.AudioError as exc:
             raise WizardError(f"{first.name}: {exc}") from None
 
         # Warm-up: the first model call pays for lazy initialisation (kernels, allocator, caches).
         self.progress("warm-up", 0, 1, "warm-up run (not counted)")
         clip = decoded.samples[: int(WARMUP_SECONDS * audio_io.TARGET_RATE)]
+        del decoded
         t0 = time.perf_counter()
-        warm = self.engine.run([(clip, audio_io.TARGET_RATE)], batch_size=1, use_cache=False,
-                               exclusive=True)
+        try:
+            warm = self.engine.run([(clip, audio_io.TARGET_RATE)], batch_size=1, use_cache=False,
+                                   exclusive=True, cancel=self.cancel)
+        except Cancelled:
+            raise WizardCancelled("cancelled during the warm-up") from None
         warmup_s = time.perf_counter() - t0
         if not warm.results[0].ok:
             raise WizardError(f"{first.name}: {warm.results[0].error}")
@@ -414,20 +464,22 @@ class _Wizard:
         # For the predicted memory: the longest piece a batch can hold (an upper bound, as VAD may
         # cut shorter ones) and how many pieces a file makes.
         segment_s = self.engine.settings.input.segment_s
-        durations = [_duration_s(f) for f in self.files]
-        self.longest_frames = int(min(segment_s, max(durations)) * self.engine.features.frames_per_second)
-        self.units_per_input = max(1, math.ceil(max(durations) / segment_s))
-
-        baseline = self._measure("baseline", [first], 1, "baseline", 0, 1)
-        if not baseline.ok:
-            raise WizardError(f"{first.name} could not be recognised at batch size 1: {baseline.message}")
+        durations = {f: _duration_s(f, self.limits) for f in self.files}
+        self.longest_frames = int(min(segment_s, max(durations.values()))
+                                  * self.engine.features.frames_per_second)
+        self.units_per_input = max(1, math.ceil(max(durations.values()) / segment_s))
 
         if len(self.files) > 1:
             workload = list(self.files)
             self.notes.append(f"sweep and refine use your {len(workload)} files; --copies does not apply")
         else:
             workload = [first] * self.copies
-        units = sum(max(1, math.ceil(_duration_s(f) / segment_s)) for f in workload)
+        units = sum(max(1, math.ceil(durations[f] / segment_s)) for f in workload)
+
+        # Batch 1 on the same workload as every other size: its time per file is the reference.
+        baseline = self._measure("baseline", workload, 1, "baseline", 0, 1)
+        if not baseline.ok:
+            raise WizardError(f"{first.name} could not be recognised at batch size 1: {baseline.message}")
 
         sweep = self._sweep(baseline, workload, units)
         knee = find_knee(baseline.measurement(), [r.measurement() for r in sweep], self.margin_pct,
@@ -438,7 +490,7 @@ class _Wizard:
         refine = self._refine(workload, refine_sizes)
         golden = choose_golden([r.measurement() for r in refine], self.margin_pct, self.memory_limit_pct)
         reason = explain(golden, baseline.measurement(), knee, self.margin_pct, self.repeats,
-                         self.memory_rule)
+                         self.memory_rule, refine=[r.measurement() for r in refine])
         report = WizardReport(
             baseline=baseline, sweep=sweep, refine=refine, recommended=golden.size, reason=reason,
             knee=knee.size, refine_medians=golden.medians, cache_policy=CACHE_POLICY,
@@ -506,37 +558,47 @@ class _Wizard:
 def run_wizard(engine, files: Sequence[str | Path], sizes: Sequence[int] | None = None,
                copies: int | None = None, repeats: int | None = None, margin_pct: float | None = None,
                memory_limit_pct: float | None = None,
-               progress: WizardProgress | None = None) -> WizardReport:
+               progress: WizardProgress | None = None,
+               cancel: threading.Event | None = None) -> WizardReport:
     """Find the fastest safe batch size for `engine` on `files`; None means engine.settings.tuning.
 
-    Raises WizardError for unusable input (no or unreadable files, bad sizes) or when another
-    wizard run is in progress in this process.
+    Raises WizardError for unusable input (no or unreadable files, bad sizes, values past the
+    settings' ceilings) or when another wizard run is in progress in this process, and
+    WizardCancelled when `cancel` is set or `cancel_wizard()` is called meanwhile.
     """
     tuning = engine.settings.tuning
     paths = [Path(f) for f in files]
     if not paths:
         raise WizardError("choose at least one audio file to tune on")
+    if len(paths) > MAX_FILES:
+        raise WizardError(f"choose at most {MAX_FILES} files to tune on, got {len(paths)}")
+    limits = audio_io.DecodeLimits.from_settings(engine.settings.input)
     for path in paths:
         if not path.is_file():
             raise WizardError(f"file not found: {path}")
         try:
-            _duration_s(path)  # every file readable before minutes of measuring, not after
+            _duration_s(path, limits)  # every file readable before minutes of measuring, not after
         except audio_io.AudioError as exc:
             raise WizardError(f"{path.name}: {exc}") from None
     chosen_sizes = _parse_sizes(tuning.sizes if sizes is None else sizes)
-    copies = int(tuning.copies if copies is None else copies)
-    repeats = int(tuning.repeats if repeats is None else repeats)
+    try:
+        copies = coerce("tuning.copies", tuning.copies if copies is None else copies, "the wizard")
+        repeats = coerce("tuning.repeats", tuning.repeats if repeats is None else repeats, "the wizard")
+    except SettingsError as exc:
+        raise WizardError(str(exc)) from None
     margin = float(tuning.margin_pct if margin_pct is None else margin_pct)
     limit = float(tuning.memory_limit_pct if memory_limit_pct is None else memory_limit_pct)
-    if copies < 1 or repeats < 1:
-        raise WizardError("copies and repeats must be at least 1")
     if not 0 <= margin <= 100 or not 0 < limit <= 100:
         raise WizardError("margin_pct must be 0-100 and memory_limit_pct above 0 and at most 100")
-    if not _running.acquire(blocking=False):
-        raise WizardError("a tuning run is already in progress; wait for it to finish")
     try:
-        log.info("tuning on %d file(s): sizes %s, copies %d, repeats %d, margin %g%%, memory limit %g%%",
-                 len(paths), chosen_sizes, copies, repeats, margin, limit)
-        return _Wizard(engine, paths, chosen_sizes, copies, repeats, margin, limit, progress).run()
-    finally:
-        _running.release()
+        with WIZARD.running(cancel) as event:
+            log.info("tuning on %d file(s): sizes %s, copies %d, repeats %d, margin %g%%, memory limit %g%%",
+                     len(paths), chosen_sizes, copies, repeats, margin, limit)
+            try:
+                return _Wizard(engine, paths, chosen_sizes, copies, repeats, margin, limit, progress,
+                               event).run()
+            except WizardCancelled:
+                log.info("tuning cancelled; the model is free again")
+                raise
+    except RunBusy as exc:
+        raise WizardError(str(exc)) from None

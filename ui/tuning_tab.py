@@ -2,45 +2,66 @@
 
 Thin by design: every measurement and decision lives in tuning.wizard and tuning.knee; this module
 only turns inputs into a `run_wizard` call and a WizardReport into components. webui.py calls
-`build_tuning_tab(engine)` inside its `gr.Tab` block.
+`build_tuning_tab(engine)` inside its `gr.Tab` block, and `follow_applied_batch_size(engine,
+sliders)` at the top level of its Blocks.
+
+Applying a batch size changes the engine's default for everyone. The other tabs' batch-size
+sliders follow it on every open page within `SLIDER_REFRESH_S`: each page's timer compares the
+engine's default with the last one its sliders followed, and moves them only when the default
+changed, so a value a user set by hand stays until the next apply.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
 from asr.recognition.precision import PrecisionUnavailable
-from asr.settings import SettingsError, coerce
+from asr.settings import SCHEMA, SettingsError, coerce
 from tuning.config_file import ConfigWriteError, write_batch_size, write_setting
 from tuning.precision_check import (
+    PrecisionCheckCancelled,
     PrecisionCheckError,
     PrecisionReport,
+    cancel_precision_check,
     fastest_reduced_precision,
     run_precision_check,
 )
-from tuning.wizard import TABLE_COLUMNS, WizardError, WizardReport, run_wizard, sizes_from_text
+from tuning.wizard import (
+    TABLE_COLUMNS,
+    WizardCancelled,
+    WizardError,
+    WizardReport,
+    cancel_wizard,
+    run_wizard,
+    sizes_from_text,
+)
 
 log = logging.getLogger(__name__)
 
 INTRO = """\
 Finds the fastest safe batch size on **this machine** with **your audio**, in three steps:
-1. **Baseline**: a short warm-up (not counted), then one file at batch size 1 (T1).
-2. **Sweep**: copies of that file (or your own set of files) at each candidate size; peak memory and
-   out-of-memory failures are recorded.
-3. **Refine**: the knee of the sweep and its neighbours, several runs each; the fastest safe median wins.
+1. **Baseline**: a short warm-up (not counted), then copies of your file (or your own set of
+   files) at batch size 1.
+2. **Sweep**: the same files at each candidate size; peak memory and out-of-memory failures are
+   recorded.
+3. **Refine**: the knee of the sweep and its neighbours, several runs each; the fastest safe median
+   wins, and the spread of the runs says how sure that is.
 
 A recording of about 3 minutes gives the most faithful answer. The feature cache is bypassed during
-tuning, so every size pays the same decoding and feature cost. Other work on this server while the
-wizard runs would distort its timings.
+tuning, so every size pays the same decoding and feature cost. Other work on this server waits
+while the wizard runs; **Cancel** stops it and frees the model.
 """
 
 PLOT_X = "batch size"
 PLOT_TIME = "time per file (s)"
 PLOT_MEMORY = "peak memory (MB)"
+SLIDER_REFRESH_S = 3.0  # how soon an applied batch size reaches the sliders of pages already open
+CANCELLED = "### Cancelled\n\nThe run stopped before it finished; the model is free for other requests."
 
 
 def parse_sizes(text: str) -> list[int] | None:
@@ -78,17 +99,34 @@ def size_order(report: WizardReport) -> list[str]:
     return [str(s) for s in sorted({r.batch_size for r in report.runs()})]
 
 
+def axis_range(values: Sequence[float | None]) -> list[float] | None:
+    """From zero to a little above the highest value: a flat line looks flat. (Left to itself the
+    plot spans the data alone, and 0.004 MB of drift filled the whole height.)"""
+    known = [float(v) for v in values if v is not None]
+    if not known or max(known) <= 0:
+        return None
+    return [0.0, max(known) * 1.15]
+
+
 def recommendation_markdown(report: WizardReport) -> str:
     lines = [f"### Recommended batch size: {report.recommended}", "", report.reason, "",
              f"- **Device:** {report.device}",
              f"- **Peak memory means:** {report.memory_source}",
              f"- **Feature cache:** {report.cache_policy}",
-             f"- **Workload:** {report.workload_files} file(s) per sweep/refine run, sizes "
+             f"- **Workload:** {report.workload_files} file(s) per run at every size (batch 1 "
+             f"included), sizes "
              f"{', '.join(map(str, report.sizes))}, {report.repeats} refine run(s) per size, "
              f"margin {report.margin_pct:g}%, memory limit {report.memory_limit_pct:g}%; "
              f"took {report.elapsed_s:.1f} s"]
     lines += [f"- **Note:** {note}" for note in report.notes]
     return "\n".join(lines)
+
+
+def cancel_runs() -> str:
+    """The Cancel buttons: stop whichever of the wizard and the precision check is running."""
+    stopped = [what for what, cancelled in (("tuning run", cancel_wizard()),
+                                            ("precision check", cancel_precision_check())) if cancelled]
+    return f"Cancelling the {' and the '.join(stopped)}…" if stopped else "Nothing is running."
 
 
 def _size(value) -> int:
@@ -100,6 +138,27 @@ def _size(value) -> int:
         raise gr.Error(str(exc)) from None
 
 
+def follow_applied_batch_size(engine, sliders: Sequence[gr.Slider]) -> None:
+    """Make `sliders` (AppContext.batch_sliders) follow the engine's default batch size on every
+    open page. Call it at the top level of the Blocks, not inside a tab: a timer in a tab the page
+    has not shown never ticks."""
+    sliders = list(sliders)
+    if not sliders:
+        return
+    # The default this page's sliders last followed: at page load, the one they load with.
+    shown = gr.State(lambda: engine.default_batch_size)
+
+    def follow(last):
+        current = engine.default_batch_size
+        if last == current:
+            return (*([gr.skip()] * len(sliders)), current)
+        return (*([current] * len(sliders)), current)
+
+    timer = gr.Timer(SLIDER_REFRESH_S)
+    timer.tick(follow, shown, [*sliders, shown], api_visibility="private", concurrency_limit=None,
+               show_progress="hidden", queue=False)
+
+
 def build_tuning_tab(engine, concurrency_id: str | None = None) -> None:
     """Create the Tuning tab's components and wiring in the current Blocks context.
 
@@ -107,6 +166,8 @@ def build_tuning_tab(engine, concurrency_id: str | None = None) -> None:
     transcription runs beside the wizard and distorts its timings.
     """
     tuning = engine.settings.tuning
+    copies_max = int(SCHEMA["tuning.copies"][1]["max"])
+    repeats_max = int(SCHEMA["tuning.repeats"][1]["max"])
     gr.Markdown(INTRO, elem_id="tuning-intro")
     with gr.Row():
         files = gr.File(label="Audio file(s) to tune on", file_count="multiple", type="filepath",
@@ -116,15 +177,19 @@ def build_tuning_tab(engine, concurrency_id: str | None = None) -> None:
                                elem_id="tuning-sizes",
                                info="Extended upward while memory allows and time per file improves.")
             copies = gr.Number(label="Copies of a single file per run", value=tuning.copies, precision=0,
-                               minimum=1, elem_id="tuning-copies")
+                               minimum=1, maximum=copies_max, elem_id="tuning-copies",
+                               info=f"At most {copies_max}; also the most files one run takes.")
             repeats = gr.Number(label="Refine runs per size", value=tuning.repeats, precision=0,
-                                minimum=1, elem_id="tuning-repeats")
+                                minimum=1, maximum=repeats_max, elem_id="tuning-repeats",
+                                info=f"At most {repeats_max}. More runs: a surer answer.")
             with gr.Accordion("Decision rule", open=False):
                 margin = gr.Number(label="Required gain per larger size (%)", value=tuning.margin_pct,
                                    minimum=0, maximum=100, elem_id="tuning-margin")
                 memory_limit = gr.Number(label="Memory limit (% of total)", value=tuning.memory_limit_pct,
                                          minimum=1, maximum=100, elem_id="tuning-memory-limit")
-    start = gr.Button("Start tuning", variant="primary", elem_id="tuning-start")
+    with gr.Row():
+        start = gr.Button("Start tuning", variant="primary", elem_id="tuning-start")
+        cancel = gr.Button("Cancel", variant="stop", elem_id="tuning-cancel")
     recommendation = gr.Markdown(elem_id="tuning-recommendation")
     table = gr.Dataframe(headers=TABLE_COLUMNS, label="Every measured run", interactive=False,
                          elem_id="tuning-table")
@@ -159,13 +224,16 @@ def build_tuning_tab(engine, concurrency_id: str | None = None) -> None:
                 margin_pct=margin_value, memory_limit_pct=limit_value,
                 progress=lambda fraction, message: progress(fraction, desc=message),
             )
+        except WizardCancelled:
+            return gr.skip(), gr.skip(), gr.skip(), CANCELLED, gr.skip(), gr.skip()
         except WizardError as exc:
             raise gr.Error(str(exc)) from None
         times, memory = plot_frames(report)
         order = size_order(report)
-        return (table_frame(report), gr.LinePlot(value=times, sort=order),
-                gr.LinePlot(value=memory, sort=order), recommendation_markdown(report),
-                report.recommended, report.to_dict())
+        return (table_frame(report),
+                gr.LinePlot(value=times, sort=order, y_lim=axis_range(times[PLOT_TIME].tolist())),
+                gr.LinePlot(value=memory, sort=order, y_lim=axis_range(memory[PLOT_MEMORY].tolist())),
+                recommendation_markdown(report), report.recommended, report.to_dict())
 
     def apply_size(value) -> str:
         size = _size(value)
@@ -189,6 +257,8 @@ def build_tuning_tab(engine, concurrency_id: str | None = None) -> None:
     start.click(start_tuning, [files, sizes, copies, repeats, margin, memory_limit],
                 [table, time_plot, memory_plot, recommendation, chosen, report_json],
                 api_name="tune_batch_size", concurrency_limit=1, concurrency_id=concurrency_id)
+    # Not on the tuning queue (it would wait for the run it is meant to stop).
+    cancel.click(cancel_runs, None, status, api_name="cancel_tuning", concurrency_limit=None)
     apply.click(apply_size, chosen, status, api_name="apply_batch_size")
     save.click(save_size, chosen, status, api_name="save_batch_size")
     build_precision_check(engine, files, concurrency_id)
@@ -214,8 +284,10 @@ def build_precision_check(engine, files, concurrency_id: str | None = None) -> N
     candidate = fastest_reduced_precision(engine.loaded.device, engine.cpu)
     with gr.Accordion("Precision check: does a faster precision change my transcripts?", open=False):
         gr.Markdown(PRECISION_INTRO)
-        check = gr.Button(f"Check fp32 against {candidate}" if candidate else "No reduced precision here",
-                          interactive=candidate is not None, elem_id="precision-check")
+        with gr.Row():
+            check = gr.Button(f"Check fp32 against {candidate}" if candidate else "No reduced precision here",
+                              interactive=candidate is not None, elem_id="precision-check")
+            cancel = gr.Button("Cancel", variant="stop", elem_id="precision-cancel")
         summary = gr.Markdown(elem_id="precision-summary")
         table = gr.Dataframe(label="Per file", interactive=False, elem_id="precision-table")
         with gr.Row():
@@ -233,6 +305,8 @@ def build_precision_check(engine, files, concurrency_id: str | None = None) -> N
         try:
             report = run_precision_check(engine, paths, candidate,
                                          progress=lambda fraction, message: progress(fraction, desc=message))
+        except PrecisionCheckCancelled:
+            return CANCELLED, gr.skip()
         except PrecisionCheckError as exc:
             raise gr.Error(str(exc)) from None
         return precision_markdown(report), pd.DataFrame(report.table(), columns=report.columns())
@@ -258,5 +332,6 @@ def build_precision_check(engine, files, concurrency_id: str | None = None) -> N
 
     check.click(run_check, files, [summary, table], api_name="check_precision", concurrency_limit=1,
                 concurrency_id=concurrency_id)
+    cancel.click(cancel_runs, None, status, api_name="cancel_tuning_precision", concurrency_limit=None)
     apply.click(apply_precision, choice, status, api_name="apply_precision")
     save.click(save_precision, choice, status, api_name="save_precision")
