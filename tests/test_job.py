@@ -310,6 +310,52 @@ def test_read_stage_keys_on_bytes_and_skips_what_is_done(reference_wavs, tmp_pat
 
 
 @pytest.mark.ray
+def test_an_input_that_kills_every_worker_is_given_up_and_the_job_finishes(ray_address, tmp_path):
+    """A file whose reading kills the read task's worker each time, and one whose recognition
+    kills the actor each time (real process exits, through the fault seam): Ray would retry them
+    forever; after max_attempts deaths each gets an error record, and the other files are done.
+    (One actor, one file a call and one attempt keep it short: each death costs a worker restart,
+    an actor's with a model load. Batches and the counting are tested without Ray below.)"""
+    from asr.jobs.driver import run_job
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, name in enumerate(("a.wav", "reads.wav", "b.wav", "model.wav")):
+        soundfile.write(folder / name, speechlike(1.5 + 0.1 * i, seed=60 + i), 16000)
+    output = tmp_path / "out"
+    summary = run_job([str(folder)], output, job_settings(), actors=1, threads_per_actor=1, files_per_call=1,
+                      quiet=True, fault="kill-reading:reads.wav,kill-recognising:model.wav", max_attempts=1)
+    records = {r["file"]: r for r in read_results(output)}
+    assert set(records) == {"a.wav", "reads.wav", "b.wav", "model.wav"}
+    for name in ("reads.wav", "model.wav"):
+        error = records[name]["error"] or ""
+        assert "stopped the worker process that handled it once" in error, (name, error)
+        assert "given up after 1 attempt(s)" in error
+    assert records["a.wav"]["error"] is None and records["b.wav"]["error"] is None
+    assert (summary.recognised, summary.ok, summary.failed) == (4, 2, 2)
+
+
+def test_the_ledger_blames_only_the_input_a_worker_died_on():
+    """The counting the stages do, without Ray: a start that never finished is a death; a batch's
+    death makes its files suspects, to be run one at a time, where only the killer's deaths count."""
+    from asr.jobs.attempts import AttemptLedger, Attempts
+
+    ledger = AttemptLedger()
+    keys = ["a", "poison", "b"]
+    ledger.begin_batch(keys)  # a batch of three; its worker dies
+    assert ledger.suspects(keys) == [True, True, True]
+    for key in ("a", "poison"):  # retried one at a time: "a" finishes, the worker dies on "poison"
+        assert ledger.begin(key) == 0
+        if key == "a":
+            ledger.finish([key])
+    assert ledger.begin("poison") == 1  # its own death: it ran alone
+    assert ledger.begin("b") == 0  # the batch's death is not counted against it
+    attempts = Attempts(None, max_attempts=3)
+    assert attempts.gave_up(2) is None and "3 times" in attempts.gave_up(3)
+    assert "once" in Attempts(None, max_attempts=1).gave_up(1)
+
+
+@pytest.mark.ray
 def test_an_engine_that_cannot_start_is_a_usage_error(ray_address, reference_wavs, tmp_path):
     """A model that will not load stops the job with its reason (exit 2), as in transcribe; so
     does device cuda on a cluster without a GPU, before any actor starts."""

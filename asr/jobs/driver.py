@@ -10,7 +10,8 @@
 Ray is imported only inside `run_job`. A worker that dies is restarted and its batch retried
 (Ray Data's actor defaults, max_restarts=-1 and max_task_retries=-1, left on); what was
 recognised but not yet written is simply recognised again, and what was written is never
-written twice (see asr.jobs.store).
+written twice (see asr.jobs.store). An input that takes its worker down `max_attempts` times
+gets an error record instead of another try (asr.jobs.attempts).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from asr.jobs.actor import RecognitionActor, parse_fault, read_batch
+from asr.jobs.attempts import MAX_ATTEMPTS, AttemptLedger
 from asr.jobs.inputs import Inputs, list_inputs
 from asr.jobs.store import RECORD_VERSION, Assembly, JobStore
 from asr.recognition.hotwords import parse_hotwords
@@ -66,6 +68,9 @@ class JobOptions:
     fault: str | None = None  # ASR_JOB_FAULT (a test seam)
     progress: Callable[[int, int], None] | None = None  # (inputs answered, inputs)
     flush_s: float = PART_FLUSH_S
+    # Worker deaths (crash, out-of-memory kill) on one input before it gets an error record
+    # instead of another try (asr.jobs.attempts).
+    max_attempts: int = MAX_ATTEMPTS
 
 
 # ---- what makes results differ ----------------------------------------------------------------
@@ -299,10 +304,25 @@ def _execute(ray, job: _RunningJob) -> dict[str, str]:
     order = sorted(range(len(listed.paths)), key=lambda i: (-_size(listed.paths[i]), i))
     items = [{"path": listed.paths[i], "index": i} for i in order]
     blocks = max(min(len(items), 4 * layout.actors), math.ceil(len(items) / READ_BLOCK_FILES))
+    # One ledger for the run: which inputs took a worker down, and how often (asr.jobs.attempts).
+    ledger = ray.remote(num_cpus=0)(AttemptLedger).remote()
+    try:
+        return _run_pipeline(ray, job, layout, items, blocks, ledger)
+    finally:
+        ray.kill(ledger)
+
+
+def _run_pipeline(ray, job: _RunningJob, layout: Layout, items: list[dict], blocks: int,
+                  ledger) -> dict[str, str]:
+    opts, summary, listed, fingerprint = job.options, job.summary, job.listed, job.fingerprint
+    quiet = opts.quiet
+    keys: dict[str, str] = {}
     dataset = ray.data.from_items(items, override_num_blocks=blocks)
     # Two files a read call: decoded audio leaves a read task in small blocks, as it is ready.
     dataset = dataset.map_batches(read_batch, batch_size=2, num_cpus=READ_TASK_CPUS,
-                                  fn_kwargs={"done": frozenset(job.done), "fingerprint": fingerprint})
+                                  fn_kwargs={"done": frozenset(job.done), "fingerprint": fingerprint,
+                                             "input_settings": job.settings.input, "ledger": ledger,
+                                             "max_attempts": opts.max_attempts, "fault": job.fault})
     actor_level = "WARNING" if quiet or job.settings.log_level != "DEBUG" else "DEBUG"
     dataset = dataset.map_batches(
         RecognitionActor, batch_size=layout.files_per_call,
@@ -312,7 +332,8 @@ def _execute(ray, job: _RunningJob) -> dict[str, str]:
         compute=ray.data.ActorPoolStrategy(size=layout.actors,
                                            max_tasks_in_flight_per_actor=layout.in_flight),
         fn_constructor_kwargs={"settings": layout.settings, "hotwords": job.words, "fingerprint": fingerprint,
-                               "run_id": job.run_id, "fault": job.fault, "log_level": actor_level},
+                               "run_id": job.run_id, "fault": job.fault, "log_level": actor_level,
+                               "ledger": ledger, "max_attempts": opts.max_attempts},
         **layout.resources)
     seen: set[str] = set()
     writer = _PartWriter(job.store, opts.flush_s, PART_MAX_RECORDS)
