@@ -32,7 +32,8 @@ def peak_growth_mb(call: Callable[[], T]) -> tuple[float, T]:
     return grown, result
 
 
-def peak_growth_raising_mb(call: Callable[[], object], error: type[BaseException]) -> tuple[float, BaseException]:
+def peak_growth_raising_mb(call: Callable[[], object],
+                           error: type[BaseException]) -> tuple[float, BaseException]:
     """The same for a call that must raise `error`: (MB grown, the exception)."""
     Path("/proc/self/clear_refs").write_text("5")
     start = _status_mb("VmRSS")

@@ -124,13 +124,15 @@ def test_in_memory_samples_past_the_limit_are_refused_before_resampling():
 def test_too_many_channels_are_refused_on_the_header(tmp_path):
     assert refused(wav_bytes(0.5, 16000, channels=16), DecodeLimits(), "16 channels") < BOUND_MB
     six = webm_without_duration(tmp_path / "surround.webm", 1.0, layout="5.1")  # FFmpeg's path
-    assert refused(six, DecodeLimits(max_channels=2), "6 channels; the limit input.max_channels is 2") < BOUND_MB
+    two = DecodeLimits(max_channels=2)
+    assert refused(six, two, "6 channels; the limit input.max_channels is 2") < BOUND_MB
     assert decode_bytes(six, "ok", DecodeLimits(max_channels=6)).channels == 6
 
 
 def test_a_rate_above_the_cap_is_refused_and_odd_rates_below_it_decode_in_bounded_memory():
     assert refused(wav_bytes(0.2, 400000), DecodeLimits(), "400000 Hz is above") < BOUND_MB
-    assert refused(wav_bytes(0.2, 48000), DecodeLimits(max_sample_rate_hz=44100), "input.max_sample_rate_hz") < BOUND_MB
+    lower_cap = DecodeLimits(max_sample_rate_hz=44100)
+    assert refused(wav_bytes(0.2, 48000), lower_cap, "input.max_sample_rate_hz") < BOUND_MB
     # The 9.6 KB WAV at 48001 Hz cost +12 GB through torchaudio's dense kernel.
     for rate in (48001, 44101, 16001, 383999, 8001):
         data = wav_bytes(0.1, rate)
