@@ -36,14 +36,14 @@ from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from starlette.requests import ClientDisconnect
 
-from asr.door import guard
-from asr.door.form import MAX_FIELD_BYTES, Form, FormError, read_form
 from asr.engine import Engine
 from asr.recognition.batcher import Cancelled, QueueFull
 from asr.recognition.hotwords import HotwordError, parse_hotwords
 from asr.results import Result
 from asr.text import export
 from asr.text.transcript import Piece
+from door import guard
+from door.form import MAX_FIELD_BYTES, Form, FormError, read_form
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def _text_field(description: str, **extra: Any) -> dict[str, Any]:
 
 
 # The form as OpenAI's reference defines it, declared here for the OpenAPI schema only: the body is
-# read by asr.door.form as it arrives, never by FastAPI (which would spool it whole first).
+# read by door.form as it arrives, never by FastAPI (which would spool it whole first).
 TRANSCRIPTION_FORM: dict[str, Any] = {"requestBody": {"required": True, "content": {"multipart/form-data": {
     "schema": {"type": "object", "required": ["file"], "properties": {
         "file": {"type": "string", "format": "binary",
@@ -127,7 +127,7 @@ TRANSCRIPTION_FORM: dict[str, Any] = {"requestBody": {"required": True, "content
 
 
 def build_api(engine: Engine) -> FastAPI:
-    """The FastAPI app with /health and /v1 (when server.api is on), behind the door (asr.door):
+    """The FastAPI app with /health and /v1 (when server.api is on), behind the door (door):
     a malformed credential setting raises SettingsError here, before anything is served."""
     settings = engine.settings
     policy = guard.Policy.from_settings(settings.server)  # first: a bad credential stops here
@@ -166,7 +166,7 @@ def build_api(engine: Engine) -> FastAPI:
     def access(request: Request) -> None:
         """Checked on every /v1 route (a dependency, not an HTTP middleware: Starlette's
         BaseHTTPMiddleware would hide a client's disconnect from the endpoint). Credentials are
-        the door's (asr.door.guard), checked before any route runs."""
+        the door's (door.guard), checked before any route runs."""
         if not settings.server.api:
             raise ApiError(404, "the API is switched off on this server (server.api)", code="api_disabled")
 

@@ -14,9 +14,9 @@ import argparse
 import logging
 import sys
 
-from asr.door.credentials import Credentials
 from asr.settings import SettingsError
 from asr.system.console import add_engine_flags, engine_overrides, settings_for_command
+from door.credentials import Credentials
 
 log = logging.getLogger("launch")
 

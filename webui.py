@@ -17,10 +17,10 @@ from starlette.routing import Mount
 
 from asr.audio.decode import AUDIO_EXTENSIONS
 from asr.audio.folders import allowed_roots
-from asr.door import guard
-from asr.door.credentials import Credentials
 from asr.engine import Engine
 from asr.settings import PROJECT_ROOT, Settings
+from door import guard
+from door.credentials import Credentials
 from ui import batch_tab, live_tab, single_tab, system_tab, tuning_tab
 from ui.common import TUNING_QUEUE, AppContext, exports_root
 from ui.i18n import I18N, LANGUAGES, LOAD_JS, SWITCH_JS, normalize, t

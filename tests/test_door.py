@@ -1,4 +1,4 @@
-"""The door (asr/door) on a real app on localhost, tried the way a stranger would: every route
+"""The door (door/) on a real app on localhost, tried the way a stranger would: every route
 knocked on without a credential, credentials of the wrong kind, settings changed by a non-admin
 through each of Gradio's ways to call an event, cross-site browser requests, hostile hotword
 text, file names made to collide or to run as formulas, planted links in the exports folder.
@@ -37,10 +37,10 @@ from starlette.routing import Mount, Route, WebSocketRoute
 import api
 import launch
 import webui
-from asr.door.credentials import Credentials
 from asr.engine import Engine
 from asr.recognition.hotwords import HotwordError, max_raw_chars, parse_hotwords
 from asr.settings import SettingsError, load_settings
+from door.credentials import Credentials
 from ui.common import export_dir
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*no_silent_downcasting", "ignore:The copy keyword",

@@ -28,8 +28,8 @@ from urllib.parse import urlsplit
 from python_multipart.exceptions import MultipartParseError
 from starlette.requests import ClientDisconnect
 
-from asr.door.credentials import Caller, Credentials
 from asr.settings import ServerSettings
+from door.credentials import Caller, Credentials
 
 log = logging.getLogger(__name__)
 
