@@ -127,10 +127,9 @@ class Engine:
             model, self.loaded.tokenizer, self.loaded.frontend, self.loaded.device,
             precision=self.precision, simulate_oom_frames=settings.simulate_oom_frames,
             attention=settings.attention,
-            # Auto: side by side. Batches now mix requests of any length, and on a CPU padding
-            # costs as much as speech: with 8 clients at once `python -m benchmarks.load` measured
-            # 1.09x the throughput of one client in a row side by side, 0.88x padded. int8
-            # needs it anyway (padded batches share activation scales).
+            # Auto: side by side. Batches mix requests of any length, and on a CPU padding costs
+            # as much as speech (`python -m benchmarks.load` compares the two; docs/benchmarks.md).
+            # int8 needs it anyway (padded batches share activation scales).
             threads=threads, lanes=settings.cpu_lanes or threads,
         )
         fc = settings.feature_cache

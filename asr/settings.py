@@ -65,8 +65,11 @@ class FeatureCacheSettings:
 @dataclass
 class HotwordSettings:
     RESULTS: ClassVar[bool] = False  # limits on what a request may ask; the words themselves count
-    max_count: int = field(default=10, metadata={"min": 1, "max": 49})
+    # 10 by default (docs/hotwords.md); up to 200 for long domain lists: past 49 each file is
+    # biased by the 50 words that match its own audio best (FunASR's filter, run per file).
+    max_count: int = field(default=10, metadata={"min": 1, "max": 200})
     max_chars: int = field(default=20, metadata=_at_least(1))
+    lists_file: str = "hotwords.yaml"  # named lists per domain, beside config.yaml
 
 
 @dataclass
@@ -76,12 +79,12 @@ class InputSettings:
     min_duration_s: float = field(default=0.05, metadata=_at_least(0.0))
     segment_s: float = field(default=60.0, metadata={"min": 5.0, "max": 600.0})
     vad_merge_gap_s: float = field(default=0.5, metadata={"min": 0.0, "max": 10.0})
-
-
-@dataclass
     # Checked on the header before decoding and on every decoded block (asr/audio/decode.py).
     max_channels: int = field(default=8, metadata={"min": 1, "max": 255})
     max_sample_rate_hz: int = field(default=384000, metadata={"min": 8000, "max": 768000})
+
+
+@dataclass
 class SubtitleSettings:
     RESULTS: ClassVar[bool] = True  # where sentences are cut
     max_s: float = field(default=8.0, metadata={"min": 1.0, "max": 60.0})
@@ -375,7 +378,8 @@ def coerce(key: str, value: Any, source: str) -> Any:
         else:
             if value is None or isinstance(value, (dict, list)):
                 raise bad
-            result = str(value)
+            # YAML reads `off`/`on` (and no/yes) as booleans: `punctuation: off` means "off".
+            result = ("on" if value else "off") if isinstance(value, bool) else str(value)
     except (TypeError, ValueError) as exc:
         if isinstance(exc, SettingsError):
             raise
