@@ -13,6 +13,8 @@ happen in the engine (`asr/`).
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import functools
 import importlib.resources
 import json
@@ -20,12 +22,13 @@ import logging
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -36,10 +39,13 @@ from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from starlette.requests import ClientDisconnect
 
+from asr.audio.decode import DecodeLimits, decode_bytes
 from asr.engine import Engine
 from asr.recognition.batcher import Cancelled, QueueFull
+from asr.recognition.hotword_lists import NamedLists
 from asr.recognition.hotwords import HotwordError, parse_hotwords
 from asr.results import Result
+from asr.settings import normalize_speaker_count
 from asr.text import export
 from asr.text.transcript import Piece
 from door import guard
@@ -49,7 +55,9 @@ log = logging.getLogger(__name__)
 
 MODEL_ID = "seaco-paraformer"
 MODEL_ALIASES = ("whisper-1",)  # clients written for OpenAI often hard-code it
-RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json", "diarized_json")
+MAX_KNOWN_SPEAKERS = 4  # OpenAI's limit for known_speaker_names[]
+KNOWN_CLIP_S = (1.0, 10.0)  # a reference clip's length (OpenAI asks for 2-10 s)
 GRANULARITIES = ("segment", "word")
 CHINESE = ("zh", "zh-cn", "zh-hans", "cmn", "chinese", "mandarin")
 RETRY_AFTER_S = 5
@@ -80,8 +88,16 @@ class TranscriptionRequest:
     path: Path
     response_format: str
     granularities: list[str]
-    hotwords: str | None
+    hotwords: str | list[str] | None
     stream: bool
+    itn: bool | None = None  # None: the server's setting
+    speakers: str | None = None  # off, auto or a count; None: the server's setting
+    known_speakers: dict[str, np.ndarray] | None = None  # name -> 16 kHz samples of a reference clip
+
+    def options(self) -> dict[str, Any]:
+        """The engine's RunOptions fields this request sets."""
+        return {"hotwords": self.hotwords, "itn": self.itn, "speakers": self.speakers,
+                "known_speakers": self.known_speakers}
 
 
 def _text_field(description: str, **extra: Any) -> dict[str, Any]:
@@ -103,8 +119,19 @@ TRANSCRIPTION_FORM: dict[str, Any] = {"requestBody": {"required": True, "content
                               "sentence is ignored.", maxLength=MAX_FIELD_BYTES),
         "hotwords": _text_field("Hotwords, space or comma separated (not in OpenAI's reference: the "
                                 "client's extra_body). Wins over prompt.", maxLength=MAX_FIELD_BYTES),
+        "keywords[]": {"type": "array", "items": {"type": "string"},
+                       "description": "OpenAI's words or phrases to guide transcription: hotwords here "
+                                      "(SeACo's bias path), added to `hotwords`."},
         "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS), "default": "json",
-                            "description": "OpenAI's diarized_json is not served."},
+                            "description": "diarized_json: segments labelled by speaker (speakers on, "
+                                           "found automatically unless `speakers` gives a count)."},
+        "speakers": _text_field("Speaker labels (not in OpenAI's reference: extra_body): off, auto or "
+                                "a known count. verbose_json and diarized_json then carry them."),
+        "itn": {"type": "boolean", "description": "Numbers, dates and amounts written as digits (not in "
+                                                 "OpenAI's reference: extra_body); default: the server's "
+                                                 "`itn` setting."},
+        "hotword_list": _text_field("A named hotword list saved on the server (not in OpenAI's "
+                                    "reference: extra_body), added to `hotwords`."),
         "temperature": {"type": "number", "default": 0,
                         "description": "Accepted and ignored: decoding here is not sampled."},
         "timestamp_granularities[]": {
@@ -119,10 +146,14 @@ TRANSCRIPTION_FORM: dict[str, Any] = {"requestBody": {"required": True, "content
                                              "pauses (the vad setting).",
                               "anyOf": [{"type": "string", "enum": ["auto"]}, {"type": "object"}]},
         "known_speaker_names[]": {"type": "array", "items": {"type": "string"},
-                                  "description": "Accepted and ignored."},
+                                  "maxItems": MAX_KNOWN_SPEAKERS,
+                                  "description": "Names for reference voices: a found speaker whose "
+                                                 "voice matches a reference takes its name."},
         "known_speaker_references[]": {"type": "array", "items": {"type": "string"},
-                                       "description": f"Accepted and ignored (each at most "
-                                                      f"{MAX_FIELD_BYTES // 1024} KB)."},
+                                       "maxItems": MAX_KNOWN_SPEAKERS,
+                                       "description": "The reference clips, as data URLs "
+                                                      "(data:audio/wav;base64,...), 1-10 s each, in "
+                                                      "the order of the names."},
     }}}}}}
 
 
@@ -209,11 +240,11 @@ def build_api(engine: Engine) -> FastAPI:
             if fields.stream:
                 handed_over = True  # the stream's worker removes the file when it is done with it
                 return await _stream(engine, runner, request, fields, timestamps, form.discard)
-            result, duration = await _run(engine, runner, request, fields.path, fields.hotwords, timestamps)
+            result, duration = await _run(engine, runner, request, fields, timestamps)
         finally:
             if not handed_over:
                 await loop.run_in_executor(None, form.discard)
-        return _respond(result, fields, duration)
+        return _respond(result, fields, duration, engine.settings.subtitles.min_s)
 
     app.include_router(v1)
     app.router.on_shutdown.append(lambda: runner.shutdown(wait=False, cancel_futures=True))
@@ -295,10 +326,97 @@ def _check_fields(form: Form, accepted_models: set[str], engine: Engine) -> Tran
             float(temperature)  # accepted and ignored: decoding here is not sampled
         except ValueError:
             raise ApiError(400, "temperature must be a number", param="temperature") from None
-    hotwords = (form.get("hotwords") or "").strip() or None
+    hotwords: str | list[str] | None = (form.get("hotwords") or "").strip() or None
+    keywords = [k for k in form.getlist("keywords[]") + form.getlist("keywords") if k.strip()]
+    if keywords:  # OpenAI's own field for words that guide the transcription: hotwords here
+        limits = engine.settings.hotwords
+        try:
+            hotwords = parse_hotwords(hotwords, limits.max_count, limits.max_chars) + keywords
+        except HotwordError as exc:
+            raise ApiError(400, str(exc), param="hotwords", code="invalid_hotwords") from None
     if hotwords is None:
         hotwords = _prompt_as_hotwords(form.get("prompt") or "", engine)
-    return TranscriptionRequest(form.file.path, response_format, granularities, hotwords, stream)
+    hotwords = _with_named_list(hotwords, form.get("hotword_list"), engine)
+    itn = _boolean(form.get("itn"), "itn")
+    speakers = form.get("speakers")
+    if speakers not in (None, ""):
+        try:
+            speakers = normalize_speaker_count(speakers)
+        except ValueError as exc:
+            raise ApiError(400, str(exc), param="speakers") from None
+    else:
+        speakers = None
+    known = _known_speakers(form, engine)
+    if response_format == "diarized_json" or known:
+        if speakers == "off":
+            raise ApiError(400, "diarized_json and known speakers need speakers on (auto or a count)",
+                           param="speakers")
+        speakers = speakers or "auto"
+    if stream and speakers not in (None, "off"):
+        raise ApiError(400, "speaker labels need the whole file: stream is not available with them",
+                       param="stream")
+    return TranscriptionRequest(form.file.path, response_format, granularities, hotwords, stream, itn,
+                                speakers, known)
+
+
+def _boolean(value: str | None, param: str) -> bool | None:
+    if value in (None, ""):
+        return None
+    text = value.strip().lower()
+    if text in ("true", "1", "on", "yes"):
+        return True
+    if text in ("false", "0", "off", "no"):
+        return False
+    raise ApiError(400, f"{param} must be true or false", param=param)
+
+
+def _with_named_list(hotwords: str | None, name: str | None, engine: Engine) -> str | list[str] | None:
+    """Typed hotwords plus a named list's words (the limit holds for the union)."""
+    if not name:
+        return hotwords
+    limits = engine.settings.hotwords
+    lists = NamedLists(engine.settings.resolve_path(limits.lists_file), limits.max_count, limits.max_chars)
+    try:
+        return parse_hotwords(hotwords, limits.max_count, limits.max_chars) + lists.get(name.strip())
+    except HotwordError as exc:
+        raise ApiError(400, str(exc), param="hotword_list", code="invalid_hotwords") from None
+
+
+def _known_speakers(form: Form, engine: Engine) -> dict[str, np.ndarray] | None:
+    """OpenAI's known_speaker_names[] with known_speaker_references[] (data URLs), decoded with
+    the same bounds as any upload; None when none are given."""
+    names = form.getlist("known_speaker_names[]") + form.getlist("known_speaker_names")
+    references = form.getlist("known_speaker_references[]") + form.getlist("known_speaker_references")
+    if not names and not references:
+        return None
+    if len(names) != len(references):
+        raise ApiError(400, f"{len(names)} known_speaker_names but {len(references)} "
+                            "known_speaker_references: give one clip per name", param="known_speaker_names")
+    if len(names) > MAX_KNOWN_SPEAKERS:
+        raise ApiError(400, f"at most {MAX_KNOWN_SPEAKERS} known speakers", param="known_speaker_names")
+    limits = DecodeLimits.from_settings(engine.settings.input)
+    known: dict[str, np.ndarray] = {}
+    for number, (name, reference) in enumerate(zip(names, references, strict=True)):
+        name = name.strip()
+        if not name or len(name) > 64 or name in known:
+            raise ApiError(400, "each known speaker needs a distinct name of at most 64 characters",
+                           param="known_speaker_names")
+        head, comma, payload = reference.partition(",")
+        if not comma or not head.startswith("data:") or not head.endswith(";base64"):
+            raise ApiError(400, f"known_speaker_references[{number}] must be a data URL "
+                                "(data:audio/...;base64,...)", param="known_speaker_references")
+        try:
+            data = base64.b64decode(payload, validate=True)
+            decoded = decode_bytes(data, f"reference-{number}", limits)
+        except (binascii.Error, ValueError) as exc:
+            raise ApiError(400, f"known_speaker_references[{number}]: {exc}",
+                           param="known_speaker_references") from None
+        low, high = KNOWN_CLIP_S
+        if not low <= decoded.duration_s <= high:
+            raise ApiError(400, f"known_speaker_references[{number}] is {decoded.duration_s:.1f} s; a "
+                                f"reference clip is {low:g}-{high:g} s", param="known_speaker_references")
+        known[name] = decoded.samples
+    return known
 
 
 def _prompt_as_hotwords(prompt: str, engine: Engine) -> str | None:
@@ -326,11 +444,12 @@ async def _watch_disconnect(request: Request, cancel: threading.Event) -> None:
         await asyncio.sleep(0.25)
 
 
-async def _run(engine: Engine, runner: ThreadPoolExecutor, request: Request, path: Path,
-               hotwords: str | None, timestamps: bool) -> tuple[Result, float]:
+async def _run(engine: Engine, runner: ThreadPoolExecutor, request: Request, fields: TranscriptionRequest,
+               timestamps: bool) -> tuple[Result, float]:
     cancel = threading.Event()
     watcher = asyncio.create_task(_watch_disconnect(request, cancel))
-    call = functools.partial(engine.run, [path], hotwords=hotwords, timestamps=timestamps, cancel=cancel)
+    call = functools.partial(engine.run, [fields.path], timestamps=timestamps, cancel=cancel,
+                             **fields.options())
     try:
         run = await asyncio.get_running_loop().run_in_executor(runner, call)
     except (HotwordError, ValueError) as exc:
@@ -349,18 +468,49 @@ async def _run(engine: Engine, runner: ThreadPoolExecutor, request: Request, pat
     return result, result.duration_s
 
 
-def _respond(result: Result, fields: TranscriptionRequest, duration: float) -> Response:
+def _respond(result: Result, fields: TranscriptionRequest, duration: float, min_s: float = 0.0) -> Response:
     fmt = fields.response_format
     if fmt == "text":
         return PlainTextResponse(result.text + "\n")
     if fmt == "srt":
-        return PlainTextResponse(export.srt(result))
+        return PlainTextResponse(export.srt(result, min_s))
     if fmt == "vtt":
-        return PlainTextResponse(export.vtt(result), media_type="text/vtt")
+        return PlainTextResponse(export.vtt(result, min_s), media_type="text/vtt")
     usage = {"type": "duration", "seconds": round(duration, 3)}
     if fmt == "json":
         return JSONResponse({"text": result.text, "usage": usage})
+    if fmt == "diarized_json":
+        if result.speakers is None:  # the labels failed (the model would not load): say so
+            reason = next((w for w in result.warnings if "speaker" in w), "no speaker labels")
+            raise ApiError(500, reason, kind="server_error", code="speakers_failed")
+        return JSONResponse(diarized(result, fields.known_speakers or {}))
     return JSONResponse(verbose(result, fields.granularities))
+
+
+def diarized(result: Result, known: Mapping[str, Any]) -> dict[str, Any]:
+    """OpenAI's diarized_json (TranscriptionDiarized): segments labelled by speaker. Found
+    speakers read A, B, ... in order of first appearance, as OpenAI labels them; a speaker
+    matched to a known voice keeps that name."""
+    letters: dict[str, str] = {}
+    for label in result.speakers or []:
+        if label not in known:
+            letters[label] = _letters(len(letters))
+    segments = [{"type": "transcript.text.segment", "id": f"seg_{number:03d}", "start": round(s.start_s, 3),
+                 "end": round(s.end_s, 3), "text": s.text,
+                 "speaker": letters.get(s.speaker, s.speaker) if s.speaker else "A"}
+                for number, s in enumerate(result.segments)]
+    return {"task": "transcribe", "duration": round(result.duration_s, 3), "text": result.text,
+            "segments": segments, "usage": {"type": "duration", "seconds": round(result.duration_s, 3)}}
+
+
+def _letters(index: int) -> str:
+    """A, B, ..., Z, AA, AB, ...: spreadsheet-style speaker letters."""
+    name = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        name = chr(ord("A") + rest) + name
+    return name
 
 
 def verbose(result: Result, granularities: list[str]) -> dict[str, Any]:
@@ -372,11 +522,13 @@ def verbose(result: Result, granularities: list[str]) -> dict[str, Any]:
             {"id": number, "seek": 0, "start": round(s.start_s, 3), "end": round(s.end_s, 3),
              "text": s.text, "tokens": [], "temperature": 0.0,
              "avg_logprob": round(_log(s.confidence), 4), "compression_ratio": 1.0,
-             "no_speech_prob": 0.0}
+             "no_speech_prob": 0.0, **({"speaker": s.speaker} if s.speaker else {})}
             for number, s in enumerate(result.segments)]
     if "word" in granularities:
         body["words"] = [{"word": w.text, "start": round(w.start_s, 3), "end": round(w.end_s, 3)}
                          for s in result.segments for w in (s.words or [])]
+    if result.raw_text is not None:  # numbers were written as digits (itn): the text before that
+        body["raw_text"] = result.raw_text
     body["usage"] = {"type": "duration", "seconds": round(result.duration_s, 3)}
     return body
 
@@ -403,8 +555,8 @@ async def _stream(engine: Engine, runner: ThreadPoolExecutor, request: Request, 
 
     def work() -> None:
         try:
-            run = engine.run([fields.path], hotwords=fields.hotwords, timestamps=timestamps, cancel=cancel,
-                             on_piece=on_piece)
+            run = engine.run([fields.path], timestamps=timestamps, cancel=cancel, on_piece=on_piece,
+                             **fields.options())
             put(("done", run.results[0]))
         except Exception as exc:  # noqa: BLE001 - handed to the response below
             put(("error", exc))

@@ -89,14 +89,14 @@ def _wanted_formats(args: argparse.Namespace) -> list[str]:
     return parse_formats(args.format)
 
 
-def _write_files(results, formats: list[str], folder: Path) -> None:
+def _write_files(results, formats: list[str], folder: Path, min_s: float = 0.0) -> None:
     """One file per input and format, named after the input (a.wav -> a.srt); a failed input
     writes nothing (its error is printed and in the exit code)."""
     folder.mkdir(parents=True, exist_ok=True)
     for result, stem in zip(results, file_names(results), strict=True):
         if result.ok:
             for fmt in formats:
-                (folder / f"{stem}.{fmt}").write_text(render(result, fmt), encoding="utf-8")
+                (folder / f"{stem}.{fmt}").write_text(render(result, fmt, min_s), encoding="utf-8")
     log.info("wrote %s for %d file(s) to %s", ", ".join(formats), sum(r.ok for r in results), folder)
 
 
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if formats:
-        _write_files(results, formats, args.output_dir or Path.cwd())
+        _write_files(results, formats, args.output_dir or Path.cwd(), settings.subtitles.min_s)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], ensure_ascii=False, indent=2))
     else:

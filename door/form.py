@@ -23,6 +23,10 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 FLUSH_BYTES = 2**20  # file data is handed to a worker thread in blocks of this size
 MAX_FIELD_BYTES = 64 * 2**10  # a text field (prompt, hotwords, ...)
+# Fields that carry data rather than text: OpenAI's known_speaker_references[] are data URLs of
+# 2-10 s clips (a 10 s 16-bit WAV is about 430 KB in base64); at most MAX_FIELD_VALUES of each.
+FIELD_BYTES = {"known_speaker_references[]": 2**20, "known_speaker_references": 2**20}
+MAX_FIELD_VALUES = 8
 MAX_FIELDS = 64
 MAX_HEADER_BYTES = 8 * 2**10  # one part's headers
 _SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,15}$")
@@ -154,9 +158,10 @@ class _Reader:
             self.pending += data[start:end]
         else:
             self._value += data[start:end]
-            if len(self._value) > MAX_FIELD_BYTES:
+            limit = FIELD_BYTES.get(self._name, MAX_FIELD_BYTES)
+            if len(self._value) > limit:
                 self._fail(FormError(400, f"the field '{self._name}' is longer than "
-                                          f"{MAX_FIELD_BYTES // 1024} KB", self._name))
+                                          f"{limit // 1024} KB", self._name))
 
     def _part_end(self) -> None:
         if self.error is not None or self._name is None or self._is_file:
@@ -166,7 +171,11 @@ class _Reader:
         except UnicodeDecodeError:
             self._fail(FormError(400, f"the field '{self._name}' is not UTF-8 text", self._name))
             return
-        self.form.fields.setdefault(self._name, []).append(value)
+        values = self.form.fields.setdefault(self._name, [])
+        if self._name in FIELD_BYTES and len(values) >= MAX_FIELD_VALUES:
+            self._fail(FormError(400, f"at most {MAX_FIELD_VALUES} values of '{self._name}'", self._name))
+            return
+        values.append(value)
 
     def _end(self) -> None:
         self.finished = True

@@ -65,7 +65,7 @@ def build(ctx: AppContext) -> None:
         folder = export_dir(ctx.export_root)
         (folder / "results.csv").write_text(export.to_csv(results), encoding="utf-8")
         (folder / "results.json").write_text(export.to_json(results), encoding="utf-8")
-        (folder / "transcripts.zip").write_bytes(export.to_zip(results, chosen))
+        (folder / "transcripts.zip").write_bytes(export.to_zip(results, chosen, ctx.settings.subtitles.min_s))
         files = [str(folder / n) for n in ("results.csv", "results.json", "transcripts.zip")]
         failed = [r for r in results if not r.ok]
         if failed:

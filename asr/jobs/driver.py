@@ -181,7 +181,7 @@ def run_job(inputs: Sequence[str | Path], output: str | Path, settings: Settings
         finally:
             if started_ray:
                 ray.shutdown()
-        assembled = _assemble(store, listed, keys, run_id, opts.formats)
+        assembled = _assemble(store, listed, keys, run_id, opts.formats, settings.subtitles.min_s)
         summary.ok, summary.failed, summary.audio_s = assembled.ok, assembled.failed, assembled.audio_s
         summary.missing = assembled.missing
         summary.wall_s = time.perf_counter() - started
@@ -374,7 +374,7 @@ def _size(path: str) -> int:
 
 
 def _assemble(store: JobStore, listed: Inputs, keys: dict[str, str], run_id: str,
-              formats: Sequence[str]) -> Assembly:
+              formats: Sequence[str], min_s: float = 0.0) -> Assembly:
     folder = store.folder / "transcripts"
 
     def write_formats(index: int, record: dict) -> None:
@@ -384,7 +384,7 @@ def _assemble(store: JobStore, listed: Inputs, keys: dict[str, str], run_id: str
         stem = folder / listed.labels[index]
         stem.parent.mkdir(parents=True, exist_ok=True)
         for fmt in formats:
-            stem.with_name(f"{stem.name}.{fmt}").write_text(render(result, fmt), encoding="utf-8")
+            stem.with_name(f"{stem.name}.{fmt}").write_text(render(result, fmt, min_s), encoding="utf-8")
 
     return store.assemble(listed.paths, keys, run_id, write_formats if formats else None)
 

@@ -232,9 +232,9 @@ def zip_entries(results: Sequence[Result], formats: Sequence[str]) -> list[list[
             for result, stem in zip(results, zip_names(results), strict=True)]
 
 
-def to_zip(results: Sequence[Result], formats: Sequence[str] = ("txt",)) -> bytes:
+def to_zip(results: Sequence[Result], formats: Sequence[str] = ("txt",), min_s: float | None = None) -> bytes:
     """The per-file exports of a batch (zip_entries) plus results.csv and results.json, whose
-    `zip_files` column maps every input to its entries."""
+    `zip_files` column maps every input to its entries; `min_s` as for `render`."""
     entries = zip_entries(results, formats)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -243,7 +243,7 @@ def to_zip(results: Sequence[Result], formats: Sequence[str] = ("txt",)) -> byte
                 archive.writestr(names[0], txt(result))
                 continue
             for fmt, name in zip(formats, names, strict=True):
-                archive.writestr(name, render(result, fmt))
+                archive.writestr(name, render(result, fmt, min_s))
         archive.writestr("results.csv", to_csv(results, entries))
         archive.writestr("results.json", to_json(results, entries))
     return buffer.getvalue()
