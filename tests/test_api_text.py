@@ -107,7 +107,8 @@ def test_itn_from_extra_body_keeps_the_raw_text(speaker_api, talk):
         on = client.audio.transcriptions.create(model="whisper-1", file=audio,
                                                 response_format="verbose_json", extra_body={"itn": True})
     with path.open("rb") as audio:
-        off = client.audio.transcriptions.create(model="whisper-1", file=audio, response_format="verbose_json")
+        off = client.audio.transcriptions.create(model="whisper-1", file=audio,
+                                                 response_format="verbose_json")
     expected = engine.transcribe([path], itn=True)[0]
     assert on.text == expected.text and on.model_extra["raw_text"] == expected.raw_text
     assert "raw_text" not in (off.model_extra or {})
