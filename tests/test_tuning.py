@@ -512,3 +512,24 @@ def test_the_plots_span_from_zero_so_a_flat_line_looks_flat(engine, wav):
     for plot, column in ((times, PLOT_TIME), (memory, PLOT_MEMORY)):
         highest = max(plot.value["data"], key=lambda row: row[plot.value["columns"].index(column)])
         assert plot.y_lim[0] == 0 and plot.y_lim[1] > highest[plot.value["columns"].index(column)]
+
+
+def test_following_the_default_is_for_every_user_and_the_tab_for_admins(engine):
+    """The door (webui.is_admin_event) keeps the Tuning tab's events for admins; the sliders'
+    refresh reads the default for any page, so it must not count as one of them."""
+    import gradio as gr
+
+    import webui
+    from ui.batch_size_sync import follow_applied_batch_size
+    from ui.tuning_tab import build_tuning_tab
+
+    with gr.Blocks() as demo:
+        slider = gr.Slider(1, 512, value=4, interactive=True)
+        build_tuning_tab(engine)
+        follow_applied_batch_size(engine, [slider])
+    events = [(f.fn.__module__, f.api_name or f.fn.__name__, webui.is_admin_event(f))
+              for f in demo.fns.values()]
+    tab = [(name, admin) for module, name, admin in events if module == "ui.tuning_tab"]
+    sync = [(name, admin) for module, name, admin in events if module == "ui.batch_size_sync"]
+    assert len(tab) == 8 and all(admin for _, admin in tab), tab
+    assert ("follow", False) in sync and not any(admin for _, admin in sync), sync

@@ -22,7 +22,8 @@ def app(tmp_path_factory, loaded_tiny):
     import gradio as gr
 
     from asr.engine import Engine
-    from ui.tuning_tab import build_tuning_tab, follow_applied_batch_size
+    from ui.batch_size_sync import follow_applied_batch_size
+    from ui.tuning_tab import build_tuning_tab
 
     base = tmp_path_factory.mktemp("tuning-browser")
     engine = Engine(tiny_settings(), loaded=loaded_tiny)
@@ -87,7 +88,7 @@ def _wait_for(page, expected: str, seconds: float) -> bool:
 
 
 def test_an_applied_batch_size_reaches_pages_already_open(browser, app):
-    from ui.tuning_tab import SLIDER_REFRESH_S
+    from ui.batch_size_sync import SLIDER_REFRESH_S
 
     engine = app["engine"]
     first_ctx, first = _open(browser, app["url"])

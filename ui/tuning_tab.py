@@ -2,13 +2,8 @@
 
 Thin by design: every measurement and decision lives in tuning.wizard and tuning.knee; this module
 only turns inputs into a `run_wizard` call and a WizardReport into components. webui.py calls
-`build_tuning_tab(engine)` inside its `gr.Tab` block, and `follow_applied_batch_size(engine,
-sliders)` at the top level of its Blocks.
-
-Applying a batch size changes the engine's default for everyone. The other tabs' batch-size
-sliders follow it on every open page within `SLIDER_REFRESH_S`: each page's timer compares the
-engine's default with the last one its sliders followed, and moves them only when the default
-changed, so a value a user set by hand stays until the next apply.
+`build_tuning_tab(engine)` inside its `gr.Tab` block. An applied batch size reaches the other
+tabs' sliders through ui.batch_size_sync.
 """
 
 from __future__ import annotations
@@ -60,7 +55,6 @@ while the wizard runs; **Cancel** stops it and frees the model.
 PLOT_X = "batch size"
 PLOT_TIME = "time per file (s)"
 PLOT_MEMORY = "peak memory (MB)"
-SLIDER_REFRESH_S = 3.0  # how soon an applied batch size reaches the sliders of pages already open
 CANCELLED = "### Cancelled\n\nThe run stopped before it finished; the model is free for other requests."
 
 
@@ -136,27 +130,6 @@ def _size(value) -> int:
         return coerce("batch_size", value, "the tuning tab")
     except SettingsError as exc:
         raise gr.Error(str(exc)) from None
-
-
-def follow_applied_batch_size(engine, sliders: Sequence[gr.Slider]) -> None:
-    """Make `sliders` (AppContext.batch_sliders) follow the engine's default batch size on every
-    open page. Call it at the top level of the Blocks, not inside a tab: a timer in a tab the page
-    has not shown never ticks."""
-    sliders = list(sliders)
-    if not sliders:
-        return
-    # The default this page's sliders last followed: at page load, the one they load with.
-    shown = gr.State(lambda: engine.default_batch_size)
-
-    def follow(last):
-        current = engine.default_batch_size
-        if last == current:
-            return (*([gr.skip()] * len(sliders)), current)
-        return (*([current] * len(sliders)), current)
-
-    timer = gr.Timer(SLIDER_REFRESH_S)
-    timer.tick(follow, shown, [*sliders, shown], api_visibility="private", concurrency_limit=None,
-               show_progress="hidden", queue=False)
 
 
 def build_tuning_tab(engine, concurrency_id: str | None = None) -> None:
