@@ -69,3 +69,19 @@ def speechlike(seconds: float, seed: int, rate: int = 16000) -> np.ndarray:
     tone = np.sin(2 * np.pi * rng.uniform(120, 260) * t) * 0.3
     signal = (tone + rng.normal(0, 0.2, n)) * envelope * 0.3
     return signal.astype(np.float32)
+
+
+def write_conversation(folder: Path):
+    """A conversation of real voices as a wav file: A, B, A again (the other half of A's
+    recording), C, with pauses of 0.7-1.0 s. Returns (the benchmarks.der Conversation with its
+    true turns, the file's path, the voices by letter)."""
+    import soundfile
+
+    from benchmarks.der import RATE, build, split_at_pause, voices
+
+    v = voices()
+    a1, a2 = split_at_pause(v["A"])
+    talk = build("abac", [("A", a1), ("B", v["B"]), ("A", a2), ("C", v["C"])], [0.8, 1.0, 0.7])
+    path = folder / "talk.wav"
+    soundfile.write(path, talk.samples, RATE)
+    return talk, path, v

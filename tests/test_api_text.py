@@ -14,13 +14,13 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import soundfile
-from helpers import free_port, run_together, tiny_settings
+from helpers import free_port, run_together, tiny_settings, write_conversation
 from openai import BadRequestError, OpenAI
 
 import api
 from asr.engine import Engine
 from asr.models.random_weights.hotword import HOTWORD_SPEC
-from benchmarks.der import RATE, build, split_at_pause, voices
+from benchmarks.der import RATE
 
 pytestmark = pytest.mark.filterwarnings("ignore:path is deprecated:DeprecationWarning")
 
@@ -40,11 +40,7 @@ def serving(engine: Engine) -> Iterator[OpenAI]:
 
 @pytest.fixture(scope="module")
 def talk(tmp_path_factory):
-    v = voices()
-    a1, a2 = split_at_pause(v["A"])
-    conversation = build("abac", [("A", a1), ("B", v["B"]), ("A", a2), ("C", v["C"])], [0.8, 1.0, 0.7])
-    path = tmp_path_factory.mktemp("talk") / "talk.wav"
-    soundfile.write(path, conversation.samples, RATE)
+    _, path, v = write_conversation(tmp_path_factory.mktemp("talk"))
     return path, v
 
 

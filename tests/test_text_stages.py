@@ -11,26 +11,21 @@ import json
 
 import numpy as np
 import pytest
-import soundfile
 import srt
 import webvtt
-from helpers import run_together, tiny_settings
+from helpers import run_together, tiny_settings, write_conversation
 
 from asr.engine import Engine
 from asr.recognition.recognizer import Decoded, DecodedWord
 from asr.text import export
 from asr.text.transcript import Piece
-from benchmarks.der import RATE, build, der, split_at_pause, voices
+from benchmarks.der import RATE, der, voices
 
 
 @pytest.fixture(scope="module")
 def conversation(tmp_path_factory):
-    """A (real-voice) conversation: A, B, A again (the other half of A's recording), C."""
-    v = voices()
-    a1, a2 = split_at_pause(v["A"])
-    talk = build("abac", [("A", a1), ("B", v["B"]), ("A", a2), ("C", v["C"])], [0.8, 1.0, 0.7])
-    path = tmp_path_factory.mktemp("talk") / "talk.wav"
-    soundfile.write(path, talk.samples, RATE)
+    """A conversation of real voices: A, B, A again, C (helpers.write_conversation)."""
+    talk, path, _ = write_conversation(tmp_path_factory.mktemp("talk"))
     return talk, path
 
 
