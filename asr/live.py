@@ -1,15 +1,21 @@
 """Live recognition of a microphone stream, with memory and latency bounded however long it runs.
 
-Gradio's streaming microphone delivers a 0.1 s chunk every 0.1 s and keeps only the newest one
-while its handler is busy, so `LiveSession.push` only appends the chunk and returns; a worker
-thread per session does the rest once per `update_interval_s`: it resamples the new audio to
-16 kHz, cuts the stream into utterances at pauses (`pause_s` of non-speech by the engine's own
-VAD: Silero, streamed window by window; an energy rule against an adaptive noise floor for the
-other settings) or at `max_segment_s`, recognises each finished utterance once (punctuated by
-the engine's punctuation model, like any transcript), and re-recognises only the utterance still
-being spoken for the live partial text. Finished utterances keep only their
-text, so the audio held never exceeds one utterance plus a bounded backlog: the failure users
-report with other UIs, where memory and latency grow with the whole recording, cannot happen.
+Audio arrives in pieces from the browser (ui/live_transport.py) on request threads that must not
+wait for the model, so `LiveSession.push` only appends the piece and returns; a worker thread per
+session does the rest once per `update_interval_s`: it resamples the new audio to 16 kHz
+(asr.audio.resample, streamed: the same samples as resampling the whole take), cuts the stream
+into utterances at pauses (`pause_s` of non-speech by the engine's own VAD: Silero, streamed
+window by window; an energy rule against an adaptive noise floor for the other settings) or at
+`max_segment_s`, recognises each finished utterance once (punctuated by the engine's punctuation
+model, like any transcript), and re-recognises only the utterance still being spoken for the
+live partial text. Finished utterances keep only their text, so the audio held never exceeds
+one utterance plus a bounded backlog: the failure users report with other UIs, where memory and
+latency grow with the whole recording, cannot happen.
+
+The backlog bound (`realtime.max_backlog_s`) is the one place audio can still be lost here: when
+recognition falls that far behind the microphone, the oldest waiting audio is dropped. Every
+dropped second is counted (`LiveSnapshot.dropped_s`, with the reason), as is audio the transport
+reports lost before it arrived (`note_dropped`), so the page can say exactly how much is missing.
 """
 
 from __future__ import annotations
@@ -22,12 +28,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torchaudio.transforms
 
 from asr.audio.decode import TARGET_RATE, AudioError, to_mono_16k
+from asr.audio.resample import StreamResampler
 from asr.recognition.hotwords import HotwordError, parse_hotwords
-from asr.results import join_text
+from asr.results import Result, Segment, join_text
 from asr.settings import RealtimeSettings
 from asr.system.threads import thread_count
 
@@ -40,8 +45,8 @@ FRAME = TARGET_RATE // 20  # 50 ms analysis frames for the energy pause detector
 FRAME_S = FRAME / TARGET_RATE  # the longest frame of any detector (Silero's are 32 ms)
 PREROLL_S = 0.3  # quiet kept before speech starts, so its onset is not clipped
 MIN_SPEECH_S = 0.15  # speech this long makes an utterance (a short syllable; longer than a click)
-MAX_BACKLOG_S = 60.0  # audio waiting for the worker; older audio is dropped (and reported) past it
 IDLE_EXIT_S = 30.0  # a worker with nothing pushed for this long ends; the next push starts another
+BACKLOG = "backlog"  # the cause of audio dropped because recognition fell max_backlog_s behind
 
 
 @dataclass
@@ -58,63 +63,14 @@ class LiveSnapshot:
     # (start_s, end_s) of each finalised segment on the session's 16 kHz timeline (audio dropped
     # by a full backlog is not on it); lets a caller show timestamps or re-check a segment.
     spans: list[tuple[float, float]] = field(default_factory=list)
+    dropped_s: float = 0.0  # seconds of this take that were lost (backlog or transport), 0 if none
+    dropped_reason: str = ""  # why, in words, when dropped_s > 0
+    dropped_causes: list[str] = field(default_factory=list)  # the same as codes (BACKLOG, or the transport's)
+    max_backlog_s: float = 0.0  # the session's backlog limit, which BACKLOG refers to
 
     @property
     def text(self) -> str:
         return join_text(self.final_text, self.partial_text)
-
-
-class StreamResampler:
-    """Resamples a stream piece by piece with the same result as resampling it in one go.
-
-    Resampling each 0.1 s chunk on its own would put filter edge effects (clicks) every 0.1 s.
-    This keeps `width` samples of history and emits only the output frames whose filter window
-    is complete; `flush` pads the end with zeros exactly as torchaudio pads a whole signal.
-    """
-
-    def __init__(self, rate: int):
-        self.rate = rate
-        self._transform = torchaudio.transforms.Resample(rate, TARGET_RATE)
-        self._orig = rate // self._transform.gcd  # input samples per output frame
-        self._new = TARGET_RATE // self._transform.gcd  # output samples per output frame
-        self._width = self._transform.width
-        context = -(-self._width // self._orig)  # whole frames of left context covering `width`
-        self._context = context
-        # Zeros before the first sample stand in for the left padding of a whole-signal resample.
-        self._buffer = np.zeros(context * self._orig, dtype=np.float32)
-        self._received = 0
-        self._emitted = 0
-        self._next_frame = 0
-
-    def feed(self, samples: np.ndarray) -> np.ndarray:
-        self._buffer = np.concatenate([self._buffer, samples.astype(np.float32, copy=False)])
-        self._received += len(samples)
-        # Output frame k reads input [k*orig - width, k*orig + orig + width).
-        complete = (self._received - self._width - self._orig) // self._orig + 1
-        count = complete - self._next_frame
-        if count <= 0:
-            return np.zeros(0, dtype=np.float32)
-        out = self._run(self._buffer)[self._context * self._new:(self._context + count) * self._new]
-        self._buffer = self._buffer[count * self._orig:]
-        self._next_frame = complete
-        self._emitted += len(out)
-        return out
-
-    def flush(self) -> np.ndarray:
-        """The remaining output, with the stream's end zero-padded; the resampler is then spent."""
-        total = -(-self._received * self._new // self._orig)
-        remaining = total - self._emitted
-        if remaining <= 0:
-            return np.zeros(0, dtype=np.float32)
-        start = self._context * self._new
-        out = self._run(self._buffer)[start:start + remaining]
-        self._emitted += len(out)
-        self._buffer = np.zeros(0, dtype=np.float32)
-        return out
-
-    def _run(self, samples: np.ndarray) -> np.ndarray:
-        with torch.no_grad(), thread_count(1):  # beside the model: see asr/threads.py
-            return self._transform(torch.from_numpy(samples)).numpy()
 
 
 class EnergyFrames:
@@ -356,14 +312,25 @@ class LiveSession:
             self._pending_s += seconds
             self._audio_s += seconds
             self._last_push = time.monotonic()
-            while self._pending_s > MAX_BACKLOG_S and len(self._pending) > 1:
+            while self._pending_s > self.max_backlog_s and len(self._pending) > 1:
                 _, _, dropped = self._pending.popleft()
                 self._pending_s -= dropped
-                self._dropped_s += dropped
-                self._error = (f"recognition is falling behind the microphone: "
-                               f"{self._dropped_s:.1f} s of audio dropped")
+                self._drop(dropped, BACKLOG, f"recognition fell more than {self.max_backlog_s:g} s behind "
+                                             "the microphone (realtime.max_backlog_s)")
             if self._use_worker and self._worker is None:
                 self._start_worker()
+
+    @property
+    def max_backlog_s(self) -> float:
+        """Audio waiting for recognition beyond this is dropped, oldest first (and counted)."""
+        return self.settings.max_backlog_s
+
+    def note_dropped(self, seconds: float, cause: str, reason: str) -> None:
+        """Count audio lost before it reached `push`: the transport says how much, why (`reason`,
+        in words) and a code for it (`cause`, which a page can put in its own language)."""
+        if seconds > 0:
+            with self._lock:
+                self._drop(seconds, cause, reason)
 
     def snapshot(self) -> LiveSnapshot:
         with self._lock:
@@ -371,7 +338,9 @@ class LiveSession:
                 final_text=self._final_text, partial_text=self._partial_text,
                 segments=list(self._segments), audio_s=self._audio_s, updates=self._updates,
                 last_latency_s=self._last_latency_s, error=self._error or self._hotword_note,
-                spans=list(self._spans),
+                spans=list(self._spans), dropped_s=self._dropped_s,
+                dropped_reason="; ".join(self._drop_reasons.values()),
+                dropped_causes=list(self._drop_reasons), max_backlog_s=self.max_backlog_s,
             )
 
     def process(self) -> LiveSnapshot:
@@ -383,7 +352,7 @@ class LiveSession:
         """End of speech: recognise what is left, finalise it, stop the worker.
 
         Blocks for at most the worker's current update plus the recognition of the audio still
-        queued (itself capped by MAX_BACKLOG_S). A later push starts a new worker.
+        queued (itself capped by `max_backlog_s`). A later push starts a new worker.
         """
         self._halt_worker()
         self._update(final=True)
@@ -418,9 +387,16 @@ class LiveSession:
         self._partial_text = ""
         self._audio_s = 0.0
         self._dropped_s = 0.0
+        self._drop_reasons: dict[str, str] = {}  # cause -> reason, in the order first seen
         self._updates = 0
         self._last_latency_s = 0.0
         self._error: str | None = None
+
+    def _drop(self, seconds: float, cause: str, reason: str) -> None:
+        """Book lost audio (caller holds _lock)."""
+        self._dropped_s += seconds
+        self._drop_reasons.setdefault(cause, reason)
+        log.warning("live session lost %.2f s of audio (%.2f s in all): %s", seconds, self._dropped_s, reason)
 
     def _start_worker(self) -> None:
         halt = threading.Event()
@@ -512,15 +488,20 @@ class LiveSession:
                 continue
             if self._resampler is None or self._resampler.rate != rate:
                 if self._resampler is not None:
-                    pieces.append(self._resampler.flush())
-                self._resampler = StreamResampler(rate)
-            pieces.append(self._resampler.feed(mono))
+                    pieces.append(self._resampled(self._resampler.flush))
+                self._resampler = StreamResampler(rate, TARGET_RATE)
+            pieces.append(self._resampled(self._resampler.feed, mono))
         if final and self._resampler is not None:
-            pieces.append(self._resampler.flush())
+            pieces.append(self._resampled(self._resampler.flush))
             self._resampler = None
         if not pieces:
             return np.zeros(0, dtype=np.float32)
         return np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+
+    @staticmethod
+    def _resampled(step, *args) -> np.ndarray:
+        with thread_count(1):  # beside the model: see asr/system/threads.py
+            return step(*args)
 
     def _keep(self, samples: np.ndarray) -> np.ndarray:
         if self._kept_room > 0 and samples.size:
@@ -568,3 +549,39 @@ class LiveSession:
                  number, utterance.reason, utterance.start / TARGET_RATE,
                  utterance.end / TARGET_RATE, len(text), latency)
         return True
+
+
+class LiveTranscript:
+    """Every take recorded on one page, in order: Record again adds a take instead of replacing the
+    text, and the downloads hold all of them.
+
+    Times of later takes continue where the earlier takes' audio ended, as if the takes had been
+    recorded as one file; each take's text is its own paragraph.
+    """
+
+    def __init__(self) -> None:
+        self.takes: list[LiveSnapshot] = []
+
+    def add(self, take: LiveSnapshot) -> None:
+        if take.text or take.segments:
+            self.takes.append(take)
+
+    def clear(self) -> None:
+        self.takes.clear()
+
+    def text(self, current: LiveSnapshot | None = None) -> str:
+        """The finished takes' text, one paragraph each, then the take being recorded."""
+        parts = [take.text for take in self.takes]
+        if current is not None and current.text:
+            parts.append(current.text)
+        return "\n".join(part for part in parts if part)
+
+    def result(self) -> Result:
+        """The finished takes as one result, for the same txt/srt writers as any transcript."""
+        segments: list[Segment] = []
+        offset = 0.0
+        for take in self.takes:
+            for text, (start, end) in zip(take.segments, take.spans, strict=True):
+                segments.append(Segment(offset + start, offset + end, text))
+            offset += take.audio_s
+        return Result(file="live", text=self.text(), duration_s=offset, segments=segments)

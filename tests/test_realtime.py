@@ -1,27 +1,39 @@
-"""Live microphone sessions on the real engine (random:tiny), real recordings and speech-like bursts.
+"""Live microphone sessions and their transport on the real engine (random:tiny), real recordings
+and speech-like bursts.
 
-Audio is pushed as the browser delivers it through Gradio 6.31: 0.1 s chunks of 48 kHz int16.
-Expected text always comes from the engine itself on the same audio, never from a literal.
+Audio is pushed as 0.1 s chunks of 48 kHz int16 (what a browser's microphone gives), and through
+ui.live_transport as the page sends it: base64 PCM numbered by its first frame. Expected text
+always comes from the engine itself on the same audio, never from a literal.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import statistics
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
 import soundfile
 import torch
 import torchaudio.functional
-from helpers import speechlike, tiny_settings
+from helpers import free_port, speechlike, tiny_settings
 
-from asr.audio.decode import to_mono_16k
+import api
+import webui
+from asr.audio.resample import resample
 from asr.engine import Engine
-from asr.live import FRAME_S, LiveSession, StreamResampler, join_text
+from asr.live import BACKLOG, FRAME_S, LiveSession, LiveTranscript, join_text
 from asr.settings import PROJECT_ROOT, RealtimeSettings
 from asr.system.gpu import process_rss_mb
+from asr.text import export
+from ui import live_transport
+from ui.live_tab import live_status, write_downloads
+from ui.live_transport import LiveTakes
 
 MIC_RATE = 48000
 MIC_CHUNK = 4800  # what Gradio's streaming gr.Audio hands the handler every 0.1 s
@@ -60,6 +72,11 @@ def mic_chunks(samples_16k: np.ndarray) -> list[np.ndarray]:
     return [pcm[i:i + MIC_CHUNK] for i in range(0, len(pcm), MIC_CHUNK)]
 
 
+def heard(chunks: list[np.ndarray]) -> np.ndarray:
+    """48 kHz int16 chunks as a live session analyses them: scaled, resampled as one signal."""
+    return resample(np.concatenate(chunks).astype(np.float32) / 32768, MIC_RATE, 16000)
+
+
 def quiet(seconds: float, seed: int = 0) -> np.ndarray:
     """Room noise about 70 dB below full scale."""
     return np.random.default_rng(seed).normal(0, 3e-4, int(seconds * 16000)).astype(np.float32)
@@ -85,20 +102,30 @@ def wait_for(predicate, timeout: float = 30.0) -> bool:
     return predicate()
 
 
-def test_stream_resampler_matches_resampling_the_whole_signal():
-    rng = np.random.default_rng(3)
-    for rate in (48000, 44100, 8000):
-        signal = rng.normal(0, 0.2, rate).astype(np.float32)
-        resampler, pieces, at = StreamResampler(rate), [], 0
-        while at < len(signal):
-            size = int(rng.integers(1, rate // 5))
-            pieces.append(resampler.feed(signal[at:at + size]))
-            at += size
-        pieces.append(resampler.flush())
-        streamed = np.concatenate(pieces)
-        whole = to_mono_16k(signal, rate)
-        assert streamed.shape == whole.shape
-        assert np.abs(streamed - whole).max() < 1e-4, rate
+class KeptSession(LiveSession):
+    keep_audio_s = 120.0  # keep the 16 kHz audio the session analysed, for comparison
+
+
+@pytest.mark.parametrize("rate", [48000, 44100, 22050])
+def test_the_session_analyses_the_whole_take_resampled_in_one_go(engine, rate):
+    """Chunks of any size at the browser's rate give the session exactly the 16 kHz audio that
+    resampling the whole take at once gives (asr.audio.resample), with no seam at chunk edges."""
+    rng = np.random.default_rng(rate)
+    take = np.concatenate([speechlike(2.0, seed=21, rate=rate), np.zeros(rate // 2, np.float32)])
+    pcm = np.clip(np.round(take * 32767), -32768, 32767).astype(np.int16)
+    session = KeptSession(engine, RealtimeSettings(update_interval_s=0.5), worker=False)
+    at = 0
+    while at < len(pcm):
+        size = int(rng.integers(1, rate // 3))
+        session.push(rate, pcm[at:at + size])
+        at += size
+        if rng.random() < 0.2:
+            session.process()
+    session.stop()
+    whole = resample(pcm.astype(np.float32) / 32768, rate, 16000)
+    analysed = session.received_audio()
+    assert analysed.shape == whole.shape
+    assert np.abs(analysed - whole).max() < 1e-5
 
 
 def test_push_only_queues_and_the_worker_recognises_while_the_user_speaks(engine):
@@ -175,9 +202,9 @@ def test_real_recordings_streamed_as_48khz_int16_chunks(engine, reference_wavs):
         session.close()
     assert final.audio_s == pytest.approx(sum(len(c) for c in chunks) / MIC_RATE)
     assert len(final.segments) >= len(reference_wavs)  # at least one per recording
-    assert final.error is None
+    assert final.error is None and final.dropped_s == 0
     # The session resampled the stream chunk by chunk; the engine gets the same 16 kHz audio.
-    as_heard = to_mono_16k(np.concatenate(chunks), MIC_RATE)
+    as_heard = heard(chunks)
     assert final.final_text == expected_text(engine, as_heard, final.spans)
 
 
@@ -212,8 +239,7 @@ def test_clear_empties_everything_and_the_session_keeps_working(engine):
         session.push(MIC_RATE, chunk)
     final = session.stop()
     assert len(final.segments) == 2 and final.spans[0][0] < 0.3  # a fresh timeline
-    assert final.final_text == expected_text(engine, to_mono_16k(np.concatenate(chunks), MIC_RATE),
-                                             final.spans)
+    assert final.final_text == expected_text(engine, heard(chunks), final.spans)
 
 
 def test_clear_during_a_recognition_discards_its_result(engine):
@@ -385,3 +411,218 @@ def test_silero_endpointing_cuts_at_the_pauses_of_real_speech(loaded_tiny, refer
     assert owners == sorted(owners) and set(owners) == set(range(len(spans)))
     assert all(text.endswith(("。", "？")) for text in final.segments)  # punctuated per segment
     assert Segmenter(0.6, 20, frame_detector(engine)).frame == 512  # Silero's 32 ms windows
+
+
+# ---- the transport: numbered PCM from the page (ui/live_transport.py) ------------------------------
+
+def _b64(pcm: np.ndarray) -> str:
+    return base64.b64encode(pcm.astype("<i2").tobytes()).decode()
+
+
+def _send(takes: LiveTakes, ticket: str, start: int, pcm: np.ndarray, *, final: bool = False,
+          rate: int = MIC_RATE) -> dict:
+    return takes.push({"ticket": ticket, "start": start, "rate": rate, "final": final, "pcm": _b64(pcm)})
+
+
+def _open(takes: LiveTakes, hotwords: str = "", rate: int = MIC_RATE) -> str:
+    opened = takes.open({"rate": rate, "hotwords": hotwords})
+    assert opened["ok"], opened
+    return opened["ticket"]
+
+
+def _take_pcm(seconds: float = 3.0, seed: int = 31) -> np.ndarray:
+    return np.concatenate(mic_chunks(np.concatenate([speechlike(seconds - 1.0, seed=seed), quiet(1.0)])))
+
+
+def test_pieces_resent_after_a_lost_answer_are_placed_once(engine):
+    """The page resends a piece whose answer it never got, from the same frame: the repeated frames
+    are cut, so the take's timeline is the recording exactly, and nothing counts as dropped."""
+    takes = LiveTakes(engine, KeptSession)
+    pcm = _take_pcm()
+    ticket = _open(takes)
+    pieces = [(0, 12_000), (12_000, 30_000), (12_000, 30_000), (30_000, 70_000), (50_000, 90_000),
+              (90_000, len(pcm))]
+    try:
+        for number, (a, b) in enumerate(pieces):
+            ack = _send(takes, ticket, a, pcm[a:b], final=number == len(pieces) - 1)
+            assert ack["ok"] and ack["next"] == b and ack["dropped_s"] == 0.0
+        take = takes.bind(ticket, "page-1")
+        session = take.session
+        final = takes.stop(ticket, "page-1")
+    finally:
+        takes.close_all()
+    assert take.duplicate_frames == 18_000 + 20_000
+    assert final.audio_s == pytest.approx(len(pcm) / MIC_RATE)
+    assert final.dropped_s == 0.0 and "nothing dropped" in live_status(final, finished=True)
+    assert np.array_equal(session.received_audio(), heard([pcm]))
+    assert final.final_text == expected_text(engine, heard([pcm]), final.spans)
+    assert len(takes) == 0
+
+
+def test_a_gap_is_kept_as_silence_and_shown_as_dropped(engine):
+    """Frames that never arrive keep their place on the timeline (as silence, so later times stay
+    true) and are counted as dropped, with the reason, in the answer, the snapshot and the status."""
+    takes = LiveTakes(engine, KeptSession)
+    pcm = _take_pcm()
+    ticket = _open(takes)
+    try:
+        assert _send(takes, ticket, 0, pcm[:24_000])["ok"]
+        ack = _send(takes, ticket, 33_600, pcm[33_600:], final=True)  # 9600 frames (0.2 s) lost
+        assert ack["ok"] and ack["dropped_s"] == pytest.approx(0.2)
+        takes.bind(ticket, "page-1")
+        session = takes.current("page-1").session
+        final = takes.stop(ticket, "page-1")
+    finally:
+        takes.close_all()
+    expected = pcm.copy()
+    expected[24_000:33_600] = 0
+    assert np.array_equal(session.received_audio(), heard([expected]))
+    assert final.dropped_s == pytest.approx(0.2) and "never arrived" in final.dropped_reason
+    assert final.dropped_causes == [live_transport.GAP]
+    status = live_status(final, finished=True)
+    assert "0.2</span> s of audio dropped" in status and "never arrived" in status
+    assert "浏览器发出的音频没有到达" in live_status(final, finished=True, lang="zh-CN")
+
+
+def test_requests_the_page_cannot_send_are_refused_and_stop_the_take(engine):
+    takes = LiveTakes(engine)
+    ticket = _open(takes)
+    good = np.zeros(4800, np.int16)
+    try:
+        for bad in (
+            {"ticket": ticket, "start": 0, "rate": 44100, "pcm": _b64(good)},  # not the take's rate
+            {"ticket": ticket, "start": -1, "rate": MIC_RATE, "pcm": _b64(good)},
+            {"ticket": ticket, "start": 0.5, "rate": MIC_RATE, "pcm": _b64(good)},
+            {"ticket": ticket, "start": 0, "rate": MIC_RATE, "pcm": "not base64!"},
+            {"ticket": ticket, "start": 0, "rate": MIC_RATE, "pcm": base64.b64encode(b"abc").decode()},
+            {"ticket": ticket, "start": 0, "rate": MIC_RATE, "pcm": _b64(np.zeros(6 * MIC_RATE, np.int16))},
+        ):
+            answer = takes.push(bad)
+            assert answer["ok"] is False and answer["fatal"] is True, bad
+        for stranger in ({"ticket": "guessed", "start": 0, "rate": MIC_RATE, "pcm": _b64(good)}, "x", None):
+            answer = takes.push(stranger)
+            assert answer["ok"] is False and "no longer open" in answer["error"]
+        assert takes.open({"rate": 100})["ok"] is False
+        assert takes.open({"rate": MIC_RATE, "hotwords": 5})["ok"] is False
+        assert takes.bind(ticket, "page-1") is not None
+        assert takes.bind(ticket, "page-2") is None  # another page cannot show or stop it
+        assert takes.stop(ticket, "page-2") is None and len(takes) == 1
+    finally:
+        takes.close_all()
+
+
+def test_a_stopped_take_takes_no_more_audio_and_the_next_take_starts_empty(engine):
+    """A piece arriving after Stop (a late retry) cannot reach the next recording's session."""
+    takes = LiveTakes(engine)
+    try:
+        first = _open(takes, "甲乙")
+        assert _send(takes, first, 0, np.zeros(4800, np.int16), final=True)["ok"]
+        takes.bind(first, "page-1")
+        takes.stop(first, "page-1")
+        second = _open(takes, "丙丁")
+        takes.bind(second, "page-1")
+        late = _send(takes, first, 4800, np.ones(4800, np.int16))
+        assert late["ok"] is False and late["fatal"] is True
+        assert takes.current("page-1").session.snapshot().audio_s == 0.0
+        assert second != first
+    finally:
+        takes.close_all()
+
+
+def test_open_takes_are_bounded_and_idle_ones_are_closed(engine, monkeypatch):
+    limited = Engine(tiny_settings(**{"realtime.max_sessions": 2}), loaded=engine.loaded)
+    takes = LiveTakes(limited)
+    try:
+        first, _ = _open(takes), _open(takes)
+        refused = takes.open({"rate": MIC_RATE})
+        assert refused["ok"] is False and "realtime.max_sessions" in refused["error"]
+        takes.end_page("nobody")  # no page holds them: still open
+        assert len(takes) == 2
+        takes.bind(first, "page-1")
+        takes.end_page("page-1")  # the page went away: its take is closed
+        assert len(takes) == 1 and _send(takes, first, 0, np.zeros(10, np.int16))["ok"] is False
+        monkeypatch.setattr(live_transport, "IDLE_CLOSE_S", 0.0)
+        assert _open(takes)  # the idle take is closed first, so this one fits
+        assert len(takes) == 1
+    finally:
+        takes.close_all()
+
+
+def test_a_backlog_past_its_limit_is_dropped_counted_and_shown(engine):
+    """Recognition that falls max_backlog_s behind drops the oldest audio; exactly that much is
+    reported, with the setting that decided it."""
+    session = LiveSession(engine, RealtimeSettings(max_backlog_s=1.0), worker=False)
+    for chunk in mic_chunks(speechlike(3.0, seed=41)):  # 3 s pushed, nothing processed
+        session.push(MIC_RATE, chunk)
+    snap = session.snapshot()
+    assert snap.audio_s == pytest.approx(3.0)
+    assert snap.dropped_s == pytest.approx(2.0)
+    assert "realtime.max_backlog_s" in snap.dropped_reason and snap.dropped_causes == [BACKLOG]
+    assert "2.0</span> s of audio dropped" in live_status(snap)
+    assert "识别落后麦克风超过 1 秒" in live_status(snap, lang="zh-CN")
+    session.clear()
+    assert session.snapshot().dropped_s == 0.0
+
+
+def test_takes_add_up_and_download_as_txt_and_srt(engine, tmp_path):
+    """A second take is added below the first, never replacing it; txt holds every take, srt a cue
+    per segment with later takes' times continuing after the earlier takes' audio."""
+    transcript = LiveTranscript()
+    takes = []
+    for seed in (51, 52):
+        session = LiveSession(engine, RealtimeSettings(pause_s=0.6), worker=False)
+        for chunk in mic_chunks(np.concatenate([speechlike(1.5, seed=seed), quiet(1.0),
+                                                speechlike(1.0, seed=seed + 10), quiet(0.5)])):
+            session.push(MIC_RATE, chunk)
+        take = session.stop()
+        assert take.text and len(take.segments) == 2
+        transcript.add(take)
+        takes.append(take)
+    assert transcript.text() == f"{takes[0].text}\n{takes[1].text}"
+    paths = write_downloads(transcript, tmp_path)
+    assert [p.rsplit("/", 1)[1] for p in paths] == ["live.txt", "live.srt"]
+    assert open(paths[0], encoding="utf-8").read() == transcript.text() + "\n"
+    cues = open(paths[1], encoding="utf-8").read().strip().split("\n\n")
+    spans = takes[0].spans + [(a + takes[0].audio_s, b + takes[0].audio_s) for a, b in takes[1].spans]
+    assert len(cues) == 4
+    for cue, text, (start, end) in zip(cues, takes[0].segments + takes[1].segments, spans, strict=True):
+        assert cue.split("\n")[1:] == [f"{export.clock(start, ',')} --> {export.clock(end, ',')}", text]
+    transcript.clear()
+    assert transcript.text() == "" and write_downloads(transcript, tmp_path) == []
+
+
+def test_the_transport_is_behind_the_servers_login(loaded_tiny):
+    """The recorder's server functions ride Gradio's component route, which the app's door locks
+    like every other: with credentials set, an anonymous page cannot open a take; a caller with
+    a credential can, and gets a ticket."""
+    settings = tiny_settings(**{"server.api_keys": ["key-1"]})
+    engine = Engine(settings, loaded=loaded_tiny)
+    demo = webui.build_app(engine)
+    app = api.build_api(engine)
+    webui.mount(app, demo, settings)
+    port = free_port()
+    server = api.serve(app, "127.0.0.1", port)
+    recorder = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "live-recorder")
+
+    def open_take(headers: dict) -> tuple[int, dict | None]:
+        body = {"data": {"rate": MIC_RATE, "hotwords": ""}, "component_id": recorder._id,
+                "fn_name": "live_open", "session_hash": "page-1"}
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/gradio_api/component_server/",
+                                         data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json", **headers})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, None
+
+    try:
+        assert open_take({})[0] == 401
+        assert open_take({"Authorization": "Bearer wrong"})[0] == 401
+        status, answer = open_take({"Authorization": "Bearer key-1"})
+        assert status == 200 and answer["ok"] and len(answer["ticket"]) >= 20
+        assert len(demo.live_sessions) == 1
+    finally:
+        demo.live_sessions.close_all()
+        server.should_exit = True
+        server.thread.join(10)
