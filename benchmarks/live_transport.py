@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -285,6 +286,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     log.setLevel(logging.INFO)
+    load = os.getloadavg()  # other work on the machine counts as load too: say how much there was
+    folder = Path(tempfile.mkdtemp(prefix="live-transport-"))
+    try:
+        _measure(args, transports, folder, load)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return 0
+
+
+def _measure(args: argparse.Namespace, transports: list[str], folder: Path, load: tuple) -> None:
     from playwright.sync_api import sync_playwright
 
     import webui
@@ -293,9 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     from asr.settings import load_settings
     from asr.system.cpu import detect_cpu
 
-    load = os.getloadavg()  # other work on the machine counts as load too: say how much there was
-    folder = Path(tempfile.mkdtemp(prefix="live-transport-"))
-    os.environ.setdefault("GRADIO_TEMP_DIR", str(folder / "gradio"))
+    os.environ["GRADIO_TEMP_DIR"] = str(folder / "gradio")  # the chunks counted are this run's
     wav = make_recording(args.seconds, folder)
     source = soundfile.read(wav, dtype="float32")[0]
     settings = load_settings(PROJECT_ROOT / "config.yaml", overrides={
@@ -348,7 +357,6 @@ def main(argv: list[str] | None = None) -> int:
             "cpu": cpu.to_dict(), "cores": os.cpu_count(), "python": platform.python_version(),
             "load_average_before": load,
             "model": args.model, "date": datetime.now(timezone.utc).isoformat()}, indent=2))
-    return 0
 
 
 if __name__ == "__main__":
