@@ -22,6 +22,7 @@ from asr.settings import PROJECT_ROOT, Settings
 from door import guard
 from door.credentials import Credentials
 from ui import batch_tab, live_tab, single_tab, system_tab, tuning_tab
+from ui.batch_size_sync import follow_applied_batch_size
 from ui.common import TUNING_QUEUE, AppContext, exports_root
 from ui.i18n import I18N, LANGUAGES, LOAD_JS, SWITCH_JS, normalize, t
 
@@ -99,6 +100,7 @@ def build_app(engine: Engine) -> gr.Blocks:
                                    tabs))
         demo.load(current_batch_size, None, ctx.batch_sliders, api_visibility="private",
                   concurrency_limit=None, show_progress="hidden")
+        follow_applied_batch_size(engine, ctx.batch_sliders)  # Apply reaches pages already open
         _wire_language(demo, ctx, language)
         for script in ctx.page_scripts:
             demo.load(None, None, None, js=script, api_visibility="private", show_progress="hidden")

@@ -23,15 +23,19 @@ def follow_applied_batch_size(engine, sliders: Sequence[gr.Slider]) -> None:
     sliders = list(sliders)
     if not sliders:
         return
-    # The default this page's sliders last followed: at page load, the one they load with.
-    shown = gr.State(lambda: engine.default_batch_size)
+    # The default this page's sliders last followed; None until the first tick, which takes the
+    # value the page shows, loaded from the default (a callable initial value would be a public
+    # load event).
+    shown = gr.State(None)
 
-    def follow(last):
+    def follow(last, first_slider):
         current = engine.default_batch_size
+        if last is None:
+            last = first_slider
         if last == current:
             return (*([gr.skip()] * len(sliders)), current)
         return (*([current] * len(sliders)), current)
 
     timer = gr.Timer(SLIDER_REFRESH_S)
-    timer.tick(follow, shown, [*sliders, shown], api_visibility="private", concurrency_limit=None,
-               show_progress="hidden", queue=False)
+    timer.tick(follow, [shown, sliders[0]], [*sliders, shown], api_visibility="private",
+               concurrency_limit=None, show_progress="hidden", queue=False)
