@@ -409,3 +409,30 @@ def test_a_killed_job_resumes_without_redoing_or_doubling(ray_address, baseline,
     redone = run_job(subset, output, job_settings(timestamps=False), threads_per_actor=1, quiet=True)
     assert (redone.skipped, redone.recognised, redone.ok) == (0, 4, 3)
     assert [r["path"] for r in read_results(output)] == subset
+
+
+@pytest.mark.ray
+def test_a_job_delivers_hotwords_speakers_and_numbers(ray_address, reference_wavs, tmp_path):
+    """The job face, through the command line on the module's Ray: hotwords reach the planted
+    model (each record's text starts with the hotword, which it could not write otherwise),
+    speakers and numbers are in its records, and both are in its settings fingerprint."""
+    from helpers import write_conversation
+
+    common = ["--device", "cpu", "--vad", "silero", "--punctuation", "off", "--address", ray_address,
+              "--threads-per-actor", "1", "--quiet", "--config", FLAGS[-1]]
+    output = tmp_path / "out"
+    proc = run_cli("job", str(reference_wavs[0]), "--output", str(output), "--model", "random:hotword",
+                   "--hotwords", "保修", *common)
+    assert proc.returncode == 0, proc.stderr
+    [record] = read_results(output)
+    assert record["segments"] and all(s["text"].startswith("保修") for s in record["segments"])
+    _, talk, _ = write_conversation(tmp_path)
+    spoken = tmp_path / "spoken"
+    proc = run_cli("job", str(talk), "--output", str(spoken), "--model", "random:tiny", "--speakers", "auto",
+                   "--speaker-model", "ge2e", "--itn", *common)
+    assert proc.returncode == 0, proc.stderr
+    [record] = read_results(spoken)
+    assert record["speakers"] and all(s.get("speaker") for s in record["segments"])
+    assert record["raw_text"] is not None
+    job = json.loads((spoken / "job.json").read_text(encoding="utf-8"))
+    assert job["settings"]["speakers.count"] == "auto" and job["settings"]["itn"] is True
