@@ -626,3 +626,31 @@ def test_the_transport_is_behind_the_servers_login(loaded_tiny):
         demo.live_sessions.close_all()
         server.should_exit = True
         server.thread.join(10)
+
+
+def test_the_live_tabs_hotwords_reach_the_model(reference_wavs):
+    """The live face, through the transport the page calls (open with the hotword box, push the
+    microphone's PCM, stop): the planted model writes the hotword at the start of every piece it
+    recognises only when the hotword reached it (asr/models/random_weights/hotword.py)."""
+    from asr.models.random_weights.hotword import HOTWORD_SPEC
+
+    planted = Engine(tiny_settings(model=HOTWORD_SPEC))
+    speech = np.concatenate([soundfile.read(reference_wavs[0], dtype="float32")[0], quiet(1.5)])
+    pcm = np.concatenate(mic_chunks(speech))
+
+    def take(hotwords: str) -> str:
+        takes = LiveTakes(planted, KeptSession)
+        try:
+            ticket = _open(takes, hotwords)
+            step = MIC_RATE // 2
+            for start in range(0, len(pcm), step):
+                end = min(start + step, len(pcm))
+                assert _send(takes, ticket, start, pcm[start:end], final=end == len(pcm))["ok"]
+            takes.bind(ticket, "page-1")
+            return takes.stop(ticket, "page-1").final_text
+        finally:
+            takes.close_all()
+
+    plain, biased = take(""), take("保修")
+    assert plain and "保" not in plain and "修" not in plain
+    assert biased.startswith("保修")
