@@ -168,11 +168,11 @@ def test_player_seek_clip_and_nothing_stale(page, app, recordings, reference_wav
     _wait_done(page)
     assert _value(page, "single-text") == expected.text
     table = page.locator("#single-sentences")
-    assert table.get_by_test_id("cell-2-3").inner_text() == expected.segments[2].text
+    assert table.get_by_test_id("cell-2-4").inner_text() == expected.segments[2].text
     assert ZH_WORDS["single.sentences"].split("：")[0] in table.inner_text()  # labelled sentences
 
     # Clicking a sentence plays the audio from its start.
-    table.get_by_test_id("cell-2-3").click()
+    table.get_by_test_id("cell-2-4").click()
     page.wait_for_function("() => !document.querySelector('#single-player audio')?.paused")
     at = player.evaluate("a => a.currentTime")
     start = expected.segments[2].start_s
@@ -200,7 +200,7 @@ def test_player_seek_clip_and_nothing_stale(page, app, recordings, reference_wav
         assert _value(page, f"single-{name}") == ""
     assert page.locator("#single-downloads [data-testid=download-link]").count() == 0
     assert page.locator("#single-clips [data-testid=download-link]").count() == 0
-    assert table.get_by_test_id("cell-0-3").count() == 0
+    assert table.get_by_test_id("cell-0-4").count() == 0
     page.wait_for_function("n => document.querySelector('#single-player audio')?.src.endsWith(n)",
                            arg=reference_wavs[1].name)
 

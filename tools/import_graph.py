@@ -5,8 +5,8 @@
 
 Imports are read with `ast` (nothing is imported or run), including imports inside functions and
 under TYPE_CHECKING, so a lazy import cannot hide an arrow. Layers, from the top: the faces
-(webui, ui, api, launch) and the door in front of them, then tuning, then asr. An arrow from a lower layer to a higher one, or
-any circle between modules, is reported.
+(webui, ui, api, launch) and the door in front of them, then tuning, then asr. An arrow from a
+lower layer to a higher one, or any circle between modules, is reported.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 and CSV / JSON / zip exports. A bad file fails alone.
 
 The endpoints (`transcribe_batch`, `transcribe_folder`) keep the outputs scripts rely on: the full
-table in input order (failed rows with blank figures), the summary and the exports. The page
+table in input order (failed rows with blank figures), the summary and the exports; their newer
+inputs (speakers, itn, hotword_list) come last and default to the server's settings. The page
 shows a table people can read instead: one status and one line of text per file, failed files on
 top; a click on a row shows its full text.
 """
@@ -17,6 +18,7 @@ import gradio as gr
 
 from asr.audio.folders import check_paths_limits, list_audio_files, resolve_folder
 from asr.text import export
+from ui import hotword_lists
 from ui.common import (
     DEFAULT_ZIP_FORMATS,
     SUBTITLE_FORMATS,
@@ -27,10 +29,15 @@ from ui.common import (
     export_dir,
     file_path,
     hotword_label,
+    itn_checkbox,
+    link_timestamps,
     results_table,
     run_engine,
     run_summary,
+    speaker_count,
+    speakers_dropdown,
     user_errors,
+    wants_itn,
     wants_timestamps,
     zip_formats,
 )
@@ -52,12 +59,14 @@ def build(ctx: AppContext) -> None:
     engine, settings, roots = ctx.engine, ctx.settings, ctx.allowed_roots
 
     def run_many(paths: list[str], names: list[str] | None, hotwords: str, size, timestamps, formats,
-                 progress, request, confine_to: list[Path] | None = None):
+                 speakers, itn, hotword_list, progress, request, confine_to: list[Path] | None = None):
         lang = lang_of(request)
         size = batch_size(size, engine)
         chosen = zip_formats(formats)
-        run = run_engine(ctx, paths, progress, request, batch_size=size, hotwords=hotwords or None,
-                         confine_to=confine_to, timestamps=wants_timestamps(timestamps, chosen))
+        words = hotword_lists.request_hotwords(settings, hotwords, hotword_list)
+        run = run_engine(ctx, paths, progress, request, batch_size=size, hotwords=words,
+                         confine_to=confine_to, timestamps=wants_timestamps(timestamps, chosen),
+                         speakers=speaker_count(speakers), itn=wants_itn(itn))
         results = run.results
         if names:
             for result, name in zip(results, names, strict=True):
@@ -75,24 +84,27 @@ def build(ctx: AppContext) -> None:
         return table, run_summary(results, run.stats, size, lang), files, compact_rows(results, lang)
 
     @user_errors
-    def transcribe_batch(files, hotwords: str, size, timestamps=None, formats=None,
-                         request: gr.Request = None, progress=gr.Progress()):
+    def transcribe_batch(files, hotwords: str, size, timestamps=None, formats=None, speakers=None, itn=None,
+                         hotword_list=None, request: gr.Request = None, progress=gr.Progress()):
         """Recognise many uploaded files. Returns the results table (file, text, confidence,
         duration, processing time, status; figures blank for a failed file, in input order), a
         summary line and the CSV / JSON / zip exports; the zip holds each file in `formats` (txt,
         json, srt, vtt, tsv; default txt and srt). Sentence times are on whenever a subtitle format
-        is in the zip, unless `timestamps` is False. A bad file fails alone (its Status says why)."""
+        is in the zip, unless `timestamps` is False. A bad file fails alone (its Status says why).
+        `speakers`: off, auto or a count; `itn`: numbers as digits; `hotword_list`: a saved list
+        whose words join `hotwords`. None: the server's settings."""
         paths = [p for p in (file_path(f) for f in (files or [])) if p]
         if not paths:
             raise gr.Error(tr("common.no_files", lang_of(request)), print_exception=False)
         check_paths_limits(paths, settings.batch.max_files, settings.batch.max_total_mb)
-        return run_many(paths, None, hotwords, size, timestamps, formats, progress, request)
+        return run_many(paths, None, hotwords, size, timestamps, formats, speakers, itn, hotword_list,
+                        progress, request)
 
     @user_errors
-    def transcribe_folder(folder: str, hotwords: str, size, timestamps=None, formats=None,
-                          request: gr.Request = None, progress=gr.Progress()):
+    def transcribe_folder(folder: str, hotwords: str, size, timestamps=None, formats=None, speakers=None,
+                          itn=None, hotword_list=None, request: gr.Request = None, progress=gr.Progress()):
         """Recognise every audio file under a server folder (recursively). The folder must lie
-        inside one of the config's batch.allowed_dirs. Exports as transcribe_batch."""
+        inside one of the config's batch.allowed_dirs. Options and exports as transcribe_batch."""
         real = resolve_folder(folder, roots)
         listing = list_audio_files(real, roots, settings.batch.max_files, settings.batch.max_total_mb)
         if listing.skipped_outside:
@@ -100,8 +112,8 @@ def build(ctx: AppContext) -> None:
         log.info("folder %s: %d audio file(s), %.1f MB", real, len(listing.files),
                  listing.total_bytes / 2**20)
         names = [listing.relative_name(p) for p in listing.files]
-        return run_many([str(p) for p in listing.files], names, hotwords, size, timestamps, formats, progress,
-                        request, confine_to=roots)
+        return run_many([str(p) for p in listing.files], names, hotwords, size, timestamps, formats, speakers,
+                        itn, hotword_list, progress, request, confine_to=roots)
 
     gr.Markdown(tf("batch.limits", files=settings.batch.max_files, mb=settings.batch.max_total_mb),
                 elem_id="batch-limits")
@@ -117,13 +129,21 @@ def build(ctx: AppContext) -> None:
             else:
                 folder_help = t("batch.folder_off")
             gr.Markdown(folder_help, elem_id="batch-folder-help")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3, min_width=300):
+            hotwords = gr.Textbox(label=hotword_label(settings), placeholder=t("common.hotwords_placeholder"),
+                                  elem_id="batch-hotwords")
+        with gr.Column(scale=2, min_width=300):
+            lists = hotword_lists.build(ctx, hotwords, "batch")
     with gr.Row():
-        hotwords = gr.Textbox(label=hotword_label(settings), elem_id="batch-hotwords", scale=3)
+        speakers = speakers_dropdown(settings, "batch-speakers")
+        itn = itn_checkbox(settings, "batch-itn")
     with gr.Row():
         formats = gr.CheckboxGroup(list(export.FORMATS), value=DEFAULT_ZIP_FORMATS, label=t("batch.formats"),
                                    elem_id="batch-formats", min_width=300)
-        subtitles = bool(set(DEFAULT_ZIP_FORMATS) & set(SUBTITLE_FORMATS))
-        timestamps = gr.Checkbox(value=subtitles or settings.timestamps, interactive=not subtitles,
+        fixed = bool(set(DEFAULT_ZIP_FORMATS) & set(SUBTITLE_FORMATS)) or speaker_count(
+            settings.speakers.count) != "off"
+        timestamps = gr.Checkbox(value=fixed or settings.timestamps, interactive=not fixed,
                                  label=t("common.timestamps"), info=t("common.timestamps_info"),
                                  elem_id="batch-timestamps", min_width=300)
     with gr.Accordion(t("common.advanced"), open=False, elem_id="batch-advanced"):
@@ -145,10 +165,6 @@ def build(ctx: AppContext) -> None:
     exports = gr.File(label=t("batch.exports"), file_count="multiple", interactive=False,
                       elem_id="batch-exports")
     view_rows = gr.State([])  # the readable table's rows, from the endpoint to the page
-
-    def link_timestamps(chosen):
-        needs = bool(set(chosen or []) & set(SUBTITLE_FORMATS))
-        return gr.update(value=True, interactive=False) if needs else gr.update(interactive=True)
 
     def cleared(lang: str) -> tuple:
         return ("", {"headers": BATCH_HEADERS, "data": []},
@@ -181,10 +197,11 @@ def build(ctx: AppContext) -> None:
         ctx.runs.cancel(request)
 
     private: dict[str, Any] = {"api_visibility": "private", "queue": False, "show_progress": "hidden"}
-    options = [hotwords, size, timestamps, formats]
+    options = [hotwords, size, timestamps, formats, speakers, itn, lists.list_name]
     buttons = [start, folder_start, cancel]
     api_outputs = [full, summary, exports, view_rows]
-    formats.change(link_timestamps, formats, timestamps, **private)
+    for control in (formats, speakers):
+        control.change(link_timestamps, [formats, speakers], timestamps, **private)
     for button, fn, source, name in ((start, transcribe_batch, files, "transcribe_batch"),
                                      (folder_start, transcribe_folder, folder, "transcribe_folder")):
         run = button.click(begin, None, [*buttons, *results_out], **private)

@@ -29,7 +29,7 @@ from asr.progress import DONE, RunProgress
 from asr.recognition.batcher import Cancelled, QueueFull
 from asr.recognition.hotwords import HotwordError
 from asr.results import Result, RunStats, Transcription
-from asr.settings import SCHEMA, Settings, SettingsError, coerce
+from asr.settings import SCHEMA, Settings, SettingsError, coerce, normalize_speaker_count
 from asr.text import export
 from ui.i18n import EN, lang_of, t, tf, tr
 
@@ -40,6 +40,7 @@ TUNING_QUEUE = "tuning"  # the wizard: one at a time, and alone on the model
 BATCH_SIZE_MAX = int(SCHEMA["batch_size"][1]["max"])  # the slider allows what config.yaml allows
 DEFAULT_ZIP_FORMATS = ["txt", "srt"]
 SUBTITLE_FORMATS = ("srt", "vtt", "tsv")  # timed cues: they need sentence times
+SPEAKER_COUNTS = range(2, 9)  # the speakers menu's counts; any other may be typed
 PREVIEW_CHARS = 40  # of a batch row's text; the full text shows on demand
 EXPORT_MAX_AGE_S = 3600  # Gradio copies each download into its own cache; ours can go soon after
 
@@ -307,3 +308,39 @@ def batch_slider(engine: Engine, elem_id: str, info: Any = None) -> gr.Slider:
     it for the machine), so tabs put it under an Advanced accordion."""
     return gr.Slider(1, BATCH_SIZE_MAX, value=engine.default_batch_size, step=1, label=t("common.batch_size"),
                      info=info if info is not None else t("common.batch_size_info"), elem_id=elem_id)
+
+
+def speakers_dropdown(settings: Settings, elem_id: str) -> gr.Dropdown:
+    """Off, auto or a count (typed counts allowed), starting at the server's `speakers.count`."""
+    choices = [(t("common.speakers_off"), "off"), (t("common.speakers_auto"), "auto"),
+               *[(tf("common.speakers_n", n=n), str(n)) for n in SPEAKER_COUNTS]]
+    return gr.Dropdown(choices, value=normalize_speaker_count(settings.speakers.count),
+                       allow_custom_value=True, label=t("common.speakers"), info=t("common.speakers_info"),
+                       elem_id=elem_id)
+
+
+def itn_checkbox(settings: Settings, elem_id: str) -> gr.Checkbox:
+    return gr.Checkbox(value=settings.itn, label=t("common.itn"), info=t("common.itn_info"), elem_id=elem_id)
+
+
+def speaker_count(value: Any) -> str | None:
+    """A request's speakers ("off", "auto" or a count's digits); None (not given): the server's
+    setting. A bad value raises ValueError with the rule, which `user_errors` shows."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return normalize_speaker_count(value)
+
+
+def wants_itn(value: Any) -> bool | None:
+    """The ITN box's value for the engine; None (an API caller left it out): the server's setting."""
+    return None if value is None else bool(value)
+
+
+def link_timestamps(formats: Sequence[str] | None, speakers: Any = None) -> dict:
+    """Subtitle formats and speakers need sentence times: ticked and fixed while either is chosen."""
+    try:
+        labelled = speaker_count(speakers) not in (None, "off")
+    except ValueError:  # a typed count still being edited: the run will say what is wrong
+        labelled = False
+    needs = labelled or bool(set(formats or []) & set(SUBTITLE_FORMATS))
+    return gr.update(value=True, interactive=False) if needs else gr.update(interactive=True)

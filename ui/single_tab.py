@@ -2,33 +2,45 @@
 downloads and clips of chosen sentences out.
 
 The `transcribe_file` endpoint keeps the outputs scripts rely on (text, confidence, duration,
-processing time, speed, downloads, sentence rows); what only a page needs (the player, the figures
-as text with help, the sentence table with its tick boxes, the busy Start button, Cancel) is set
-around it by private steps. Clicking a sentence seeks the player there and plays (in the page, see
-`SEEK_JS`); ticked sentences are cut into a clip by asr.text.clips.
+processing time, speed, downloads, sentence rows); its newer inputs (speakers, itn, hotword_list)
+come last and default to the server's settings, so older scripts call it as before. What only a
+page needs (the player, the figures as text with help, the sentence table with its tick boxes,
+the busy Start button, Cancel) is set around it by private steps. Clicking a sentence seeks the
+player there and plays (in the page, see `SEEK_JS`); ticked sentences are cut into a clip by
+asr.text.clips. With speakers on, the page's last result stays on the server (a gr.State, per
+session) so `rename_speakers` can write its downloads again with names (ui.speaker_names).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from asr.audio.decode import AUDIO_EXTENSIONS
+from asr.results import Result
 from asr.text import clips, export
+from ui import hotword_lists, speaker_names
 from ui.common import (
+    EXPORT_MAX_AGE_S,
     SUBTITLE_FORMATS,
     AppContext,
     batch_size,
     batch_slider,
     file_path,
     hotword_label,
+    itn_checkbox,
+    link_timestamps,
     run_engine,
     sentence_rows,
+    speaker_count,
+    speakers_dropdown,
     speed,
     user_errors,
+    wants_itn,
     wants_timestamps,
 )
 from ui.common import export_dir as new_export_dir
@@ -37,8 +49,9 @@ from ui.i18n import lang_of, t, tr
 log = logging.getLogger(__name__)
 
 SENTENCE_HEADERS = ["Start", "End", "Text"]  # the API's sentence rows (English, as all API words)
+SPEAKER_HEADER = "Speaker"  # a fourth column of the API's rows when the result has speakers
 VIDEO_SUFFIXES = frozenset(clips.VIDEO_CONTAINERS)
-VIEW_KEYS = ("single.col_pick", "single.col_start", "single.col_end", "single.col_text")
+VIEW_KEYS = ("single.col_pick", "single.col_start", "single.col_end", "single.col_speaker", "single.col_text")
 
 # Clicking a row of the sentence table (not its tick box) seeks the player to the row's start and
 # plays. Installed once per page; the table's rows are virtual, so the row is found at click time.
@@ -67,12 +80,28 @@ SEEK_JS = """
 
 
 def sentence_view(rows: list[list], lang: str) -> dict:
-    """The page's sentence table: a tick box before each (start, end, text) row."""
-    return {"headers": [tr(key, lang) for key in VIEW_KEYS], "data": [[False, *row] for row in rows]}
+    """The page's sentence table from the API's rows (start, end, text[, speaker]): a tick box,
+    the times, the speaker (blank without speakers) and the text."""
+    data = [[False, row[0], row[1], row[3] if len(row) > 3 else "", row[2]] for row in rows]
+    return {"headers": [tr(key, lang) for key in VIEW_KEYS], "data": data}
 
 
-def api_rows(result) -> dict:
-    return {"headers": SENTENCE_HEADERS, "data": sentence_rows(result)}
+def api_rows(result: Result) -> dict:
+    """The sentences for scripts: start, end, text, and a last Speaker column when the result has
+    speakers (so scripts that read the first three columns keep working)."""
+    if result.speakers is None:
+        return {"headers": SENTENCE_HEADERS, "data": sentence_rows(result)}
+    rows = [[*row, s.speaker or ""] for row, s in zip(sentence_rows(result), result.segments, strict=True)]
+    return {"headers": [*SENTENCE_HEADERS, SPEAKER_HEADER], "data": rows}
+
+
+@dataclass
+class Kept:
+    """A page's last result, for renaming its speakers: what its downloads were made from."""
+
+    result: Result
+    stem: str
+    formats: list[str]
 
 
 def parse_clock(text: str) -> float:
@@ -84,21 +113,35 @@ def build(ctx: AppContext) -> None:
     """Components and events of the tab; call inside its `gr.Tab` block."""
     engine, settings = ctx.engine, ctx.settings
 
+    def write_downloads(result: Result, stem: str, chosen: list[str]) -> list[str]:
+        folder = new_export_dir(ctx.export_root)
+        downloads = []
+        for fmt in chosen:
+            target = folder / f"{stem}.{fmt}"
+            target.write_text(export.render(result, fmt, settings.subtitles.min_s), encoding="utf-8")
+            downloads.append(str(target))
+        return downloads
+
     @user_errors
-    def transcribe_file(file, hotwords: str, size, timestamps=None, formats=None,
-                        request: gr.Request = None, progress=gr.Progress()):
+    def transcribe_file(file, hotwords: str, size, timestamps=None, formats=None, speakers=None, itn=None,
+                        hotword_list=None, request: gr.Request = None, progress=gr.Progress()):
         """Recognise one audio or video file. Returns text, confidence, duration (s), processing
         time (s), speed (x real time), the downloads (`formats`: any of txt, json, srt, vtt, tsv;
-        default all) and the sentences (start, end, text). Sentence times (`timestamps`) are on
-        whenever a subtitle format is produced, unless False is passed; else the server's setting."""
+        default all) and the sentences (start, end, text, and speaker when speakers are on).
+        Sentence times (`timestamps`) are on whenever a subtitle format is produced, unless False
+        is passed; else the server's setting. `speakers`: off, auto or a count; `itn`: numbers as
+        digits; `hotword_list`: a saved list whose words join `hotwords`. None: the server's
+        settings."""
         lang = lang_of(request)
         path = file_path(file)
         if not path:
             raise gr.Error(tr("common.no_file", lang), print_exception=False)
         size = batch_size(size, engine)
         chosen = list(export.FORMATS) if formats in (None, "", []) else export.parse_formats(formats)
-        run = run_engine(ctx, [path], progress, request, batch_size=size, hotwords=hotwords or None,
-                         timestamps=wants_timestamps(timestamps, chosen))
+        words = hotword_lists.request_hotwords(settings, hotwords, hotword_list)
+        run = run_engine(ctx, [path], progress, request, batch_size=size, hotwords=words,
+                         timestamps=wants_timestamps(timestamps, chosen), speakers=speaker_count(speakers),
+                         itn=wants_itn(itn))
         result = run.results[0]
         if not result.ok:
             raise gr.Error(f"{Path(path).name}: {result.error}", print_exception=False)
@@ -106,15 +149,24 @@ def build(ctx: AppContext) -> None:
             gr.Warning(tr("common.oom_backoff", lang, size=size, used=result.batch_size))
         for warning in result.warnings:
             gr.Warning(warning)
-        folder = new_export_dir(ctx.export_root)
         stem = Path(path).stem or "audio"
-        downloads = []
-        for fmt in chosen:
-            target = folder / f"{stem}.{fmt}"
-            target.write_text(export.render(result, fmt, settings.subtitles.min_s), encoding="utf-8")
-            downloads.append(str(target))
+        downloads = write_downloads(result, stem, chosen)
+        kept = Kept(result, stem, chosen) if result.speakers else None
         return (result.text, round(result.confidence, 3), round(result.duration_s, 2),
-                round(result.processing_s, 2), speed(result), downloads, api_rows(result))
+                round(result.processing_s, 2), speed(result), downloads, api_rows(result), kept)
+
+    @user_errors
+    def rename_speakers(names, kept: Kept | None, request: gr.Request = None):
+        """Name the speakers of this session's last transcribe_file result: `names` is a table of
+        (label, name) rows ({"headers": [...], "data": [["S1", "主持人"], ...]}). Returns the
+        downloads written again with the names, the sentences with them, and a message."""
+        lang = lang_of(request)
+        if kept is None:
+            raise gr.Error(tr("names.nothing", lang), print_exception=False)
+        names = speaker_names.names_from(names, kept.result.speakers or [])
+        result = speaker_names.renamed(kept.result, names)
+        message = tr("names.done", lang, count=len(names)) if names else tr("names.none_named", lang)
+        return write_downloads(result, kept.stem, kept.formats), api_rows(result), message
 
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=300):
@@ -123,10 +175,15 @@ def build(ctx: AppContext) -> None:
                            elem_id="single-mic")
             hotwords = gr.Textbox(label=hotword_label(settings), lines=1,
                                   placeholder=t("common.hotwords_placeholder"), elem_id="single-hotwords")
+            lists = hotword_lists.build(ctx, hotwords, "single", expose_api=True)
+            with gr.Row():
+                speakers = speakers_dropdown(settings, "single-speakers")
+                itn = itn_checkbox(settings, "single-itn")
             formats = gr.CheckboxGroup(list(export.FORMATS), value=list(export.FORMATS),
                                        label=t("common.formats"), elem_id="single-formats")
             subtitles = bool(set(export.FORMATS) & set(SUBTITLE_FORMATS))
-            timestamps = gr.Checkbox(value=subtitles or settings.timestamps, interactive=not subtitles,
+            fixed = subtitles or speaker_count(settings.speakers.count) != "off"
+            timestamps = gr.Checkbox(value=fixed or settings.timestamps, interactive=not fixed,
                                      label=t("common.timestamps"), info=t("common.timestamps_info"),
                                      elem_id="single-timestamps")
             with gr.Accordion(t("common.advanced"), open=False, elem_id="single-advanced"):
@@ -154,9 +211,17 @@ def build(ctx: AppContext) -> None:
                        for name in ("confidence", "duration", "processing", "speed")]
             rows = gr.Dataframe(headers=SENTENCE_HEADERS, type="array", visible=False, elem_id="single-rows")
             sentences = gr.Dataframe(value=sentence_view([], "en"), type="array", interactive=True,
-                                     datatype=["bool", "str", "str", "str"], static_columns=[1, 2, 3],
-                                     wrap=True, column_widths=["8%", "17%", "17%", "58%"], max_height=420,
+                                     datatype=["bool", "str", "str", "str", "str"],
+                                     static_columns=[1, 2, 3, 4], wrap=True,
+                                     column_widths=["7%", "15%", "15%", "13%", "50%"], max_height=420,
                                      label=t("single.sentences"), elem_id="single-sentences")
+            with gr.Column(visible=False, variant="panel", elem_id="single-names-box") as names_box:
+                names = gr.Dataframe(value=speaker_names.table(None, "en"), type="array", interactive=True,
+                                     datatype=["str", "str"], static_columns=[0], label=t("names.title"),
+                                     elem_id="single-names")
+                gr.Markdown(t("names.help"), elem_classes=["help-line"])
+                rename = gr.Button(t("names.apply"), size="sm", elem_id="single-rename")
+                rename_note = gr.Markdown(elem_id="single-rename-note")
             downloads = gr.File(label=t("single.downloads"), file_count="multiple", interactive=False,
                                 elem_id="single-downloads")
             with gr.Row():
@@ -165,15 +230,18 @@ def build(ctx: AppContext) -> None:
             clip_files = gr.File(label=t("single.clips"), file_count="multiple", interactive=False,
                                  visible=False, elem_id="single-clips")
 
+    kept = gr.State(None, time_to_live=EXPORT_MAX_AGE_S)  # the last result, while its names may change
     figures = list(shown.values())
-    results = [text, *figures, *numbers, downloads, rows, sentences, clip_note, clip_files, progress_box]
+    results = [text, *figures, *numbers, downloads, rows, sentences, clip_note, clip_files, progress_box,
+               kept, names_box, names, rename_note]
 
     def cleared(lang: str) -> tuple:
         """Every result of the previous file gone (figures blank, not 0)."""
         return ("", *[""] * len(figures), *[None] * len(numbers), None,
                 {"headers": SENTENCE_HEADERS, "data": []},
                 gr.update(value=sentence_view([], lang), label=t("single.sentences")), "",
-                gr.update(value=None, visible=False), "")
+                gr.update(value=None, visible=False), "", None, gr.update(visible=False),
+                speaker_names.table(None, lang), "")
 
     def new_input(file, request: gr.Request = None):
         """A new upload or recording: its player, and nothing left of the previous file."""
@@ -190,23 +258,28 @@ def build(ctx: AppContext) -> None:
         return (gr.update(value=t("common.busy"), interactive=False), gr.update(visible=True),
                 *cleared(lang_of(request)))
 
-    def finish(confidence, duration, processing, speed_x, api_table, timed, request: gr.Request = None):
-        """The run ended (done, failed or cancelled): Start again, the figures and sentences shown."""
+    def finish(confidence, duration, processing, speed_x, api_table, timed, last: Kept | None,
+               request: gr.Request = None):
+        """The run ended (done, failed or cancelled): Start again, the figures and sentences shown,
+        and the speakers to name when there are any."""
         lang = lang_of(request)
-        data = (api_table or {}).get("data", []) if isinstance(api_table, dict) else (api_table or [])
         values = [confidence, duration, processing, speed_x]
         shown_values = ["" if v is None else f"{v:g}" for v in values]
         label = t("single.sentences") if timed else t("single.chunks")
+        result = last.result if last is not None else None
         return (gr.update(value=t("common.start"), interactive=True), gr.update(visible=False), *shown_values,
-                gr.update(value=sentence_view([list(r) for r in data], lang), label=label), "")
+                gr.update(value=view_of(api_table, lang), label=label), "",
+                gr.update(visible=bool(result and result.speakers)), speaker_names.table(result, lang))
+
+    def view_of(api_table, lang: str) -> dict:
+        data = (api_table or {}).get("data", []) if isinstance(api_table, dict) else (api_table or [])
+        return sentence_view([list(r) for r in data], lang)
+
+    def renamed_view(api_table, request: gr.Request = None):
+        return view_of(api_table, lang_of(request))
 
     def cancel_run(request: gr.Request = None):
         ctx.runs.cancel(request)
-
-    def link_timestamps(chosen):
-        """Subtitle formats need sentence times: ticked and fixed while one is chosen."""
-        needs = bool(set(chosen or []) & set(SUBTITLE_FORMATS))
-        return gr.update(value=True, interactive=False) if needs else gr.update(interactive=True)
 
     def export_clip(file, table, request: gr.Request = None):
         """The ticked sentences cut out of the file: their sound (WAV), and for a video its picture."""
@@ -239,24 +312,31 @@ def build(ctx: AppContext) -> None:
     players = [player, video]
     upload.change(new_input, upload, [*players, *results], **private)
     mic.stop_recording(lambda path: path, mic, upload, **private)
-    formats.change(link_timestamps, formats, timestamps, **private)
+    for control in (formats, speakers):
+        control.change(link_timestamps, [formats, speakers], timestamps, **private)
     run = start.click(begin, None, [start, cancel, *results], **private)
-    run = run.then(transcribe_file, [upload, hotwords, size, timestamps, formats],
-                   [text, *numbers, downloads, rows], api_name="transcribe_file",
-                   show_progress_on=[progress_box], **ctx.recognition_events())
+    options = [hotwords, size, timestamps, formats, speakers, itn, lists.list_name]
+    run = run.then(transcribe_file, [upload, *options], [text, *numbers, downloads, rows, kept],
+                   api_name="transcribe_file", show_progress_on=[progress_box], **ctx.recognition_events())
     # Gradio 6.31 runs a `.then` step only after success: `.failure` resets the page after an error
     # or a cancel (both steps are the same, so either order is fine).
-    ended = [*numbers, rows, timestamps], [start, cancel, *figures, sentences, progress_box]
+    ended = ([*numbers, rows, timestamps, kept],
+             [start, cancel, *figures, sentences, progress_box, names_box, names])
     run.then(finish, *ended, **private)
     run.failure(finish, *ended, **private)
     cancel.click(cancel_run, None, None, **private)
+    rename.click(rename_speakers, [names, kept], [downloads, rows, rename_note], api_name="rename_speakers",
+                 concurrency_limit=4, show_progress="minimal").then(renamed_view, rows, sentences, **private)
     clip_button.click(export_clip, [upload, sentences], [clip_note, clip_files], api_visibility="private",
                       concurrency_limit=2)
     ctx.batch_sliders.append(size)
     ctx.page_scripts.append(SEEK_JS)
 
-    def relabel(lang: str, table):
+    def relabel(lang: str, table, named):
         data = table.get("data", []) if isinstance(table, dict) else (table or [])
-        return gr.update(value={"headers": [tr(key, lang) for key in VIEW_KEYS], "data": data})
+        named_rows = named.get("data", []) if isinstance(named, dict) else (named or [])
+        return (gr.update(value={"headers": [tr(key, lang) for key in VIEW_KEYS], "data": data}),
+                gr.update(value={"headers": [tr(key, lang) for key in speaker_names.VIEW_KEYS],
+                                 "data": named_rows}))
 
-    ctx.language_hooks.append((relabel, [sentences], [sentences]))
+    ctx.language_hooks.append((relabel, [sentences, names], [sentences, names]))
