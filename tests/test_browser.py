@@ -6,6 +6,7 @@ into the realtime tab. Screenshots of every tab go to test-artifacts/ for a pers
 
 from __future__ import annotations
 
+import base64
 import functools
 import os
 import shutil
@@ -36,12 +37,33 @@ TIMEOUT_MS = 30_000
 # signal. Measured here: a single-tab recording correlates 0.83 with the file played (0.06-0.07
 # with the other test recordings). 0.6 leaves margin both ways.
 MIN_CORRELATION = 0.6
-# The realtime tab captures with that processing off: the whole file found in what the server
-# received, at one lag, correlated 0.998 and 1.000 here (a piece lost or repeated anywhere breaks
-# the single lag). The fake microphone starts a moment before capture is connected (measured
-# 0-0.012 s): the file's first START_SLACK_S is left out of the comparison.
-MIN_WHOLE_CORRELATION = 0.95
+# The realtime tab captures with that processing off. What the transport must deliver is what
+# the page captured, and that is checked sample for sample (_PAGE_TAP). Whether the capture is
+# the file played is Chromium's part: on an idle machine the whole file is found at one lag
+# (correlation 0.998-1.000), but a loaded one makes Chromium's fake device glitch (a CI run found
+# 0.72 while every captured sample arrived). So the file is checked piece by piece: nearly every
+# sounding 0.1 s piece of it must be in the take. The fake microphone starts a moment before
+# capture is connected (measured 0-0.012 s): the file's first START_SLACK_S is left out.
+MIN_FILE_COVERAGE = 0.9
 START_SLACK_S = 0.2
+# Copies every block the recorder's AudioWorklet hands the page (the page's own listener is left
+# as it is), so a test can compare what the page captured with what the server received.
+_PAGE_TAP = """
+(() => {
+  const Node = window.AudioWorkletNode;
+  if (!Node) return;
+  window.__liveCaptured = [];
+  window.AudioWorkletNode = class extends Node {
+    constructor(context, name, options) {
+      super(context, name, options);
+      const blocks = [];
+      window.__liveCaptured.push(blocks);
+      this.port.addEventListener('message', (event) => blocks.push(Float32Array.from(event.data)));
+      this.port.start();
+    }
+  };
+})();
+"""
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +119,7 @@ def page(browser, app):
     page.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.add_init_script(_PAGE_TAP)
     page.goto(app["url"])
     page.locator("#single-file").wait_for()
     yield page
@@ -224,7 +247,12 @@ def _live_takes(monkeypatch, app, base=realtime.LiveSession) -> list:
             super().__init__(*args, **kwargs)
             self.stopped = threading.Event()
             self.final: realtime.LiveSnapshot | None = None
+            self.pushed: list[np.ndarray] = []  # what the transport handed the session, as sent
             made.append(self)
+
+        def push(self, sample_rate, chunk):
+            self.pushed.append(np.array(chunk, copy=True))
+            super().push(sample_rate, chunk)
 
         def stop(self):
             self.final = super().stop()
@@ -254,8 +282,28 @@ def _stop_live(page, session) -> realtime.LiveSnapshot:
     return session.final
 
 
-def _assert_nothing_missing(page, session, source: np.ndarray) -> None:
-    """Every frame the page sent arrived, in order, and what arrived is the whole file played."""
+def _page_captured(page, take: int) -> np.ndarray:
+    """The samples the page's recorder captured in its `take`-th take, as the int16 it sends."""
+    encoded = page.evaluate("""take => {
+      const blocks = window.__liveCaptured[take];
+      const size = blocks.reduce((n, b) => n + b.length, 0);
+      const all = new Float32Array(size);
+      let at = 0;
+      for (const b of blocks) { all.set(b, at); at += b.length; }
+      const bytes = new Uint8Array(all.buffer);
+      let text = '';
+      for (let i = 0; i < bytes.length; i += 0x8000) {
+        text += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+      }
+      return btoa(text);
+    }""", take)
+    v = np.clip(np.frombuffer(base64.b64decode(encoded), dtype="<f4").astype(np.float64), -1.0, 1.0)
+    return np.floor(np.where(v < 0, v * 32768, v * 32767) + 0.5).astype(np.int16)  # JS Math.round
+
+
+def _assert_nothing_missing(page, session, source: np.ndarray, take: int = 0) -> None:
+    """Every sample the page captured and sent arrived, in order and unchanged, and the take is
+    the file the fake microphone played."""
     recorder = _recorder(page)
     sent = int(recorder.get_attribute("data-sent-frames"))
     rate = int(recorder.get_attribute("data-rate"))
@@ -264,14 +312,17 @@ def _assert_nothing_missing(page, session, source: np.ndarray) -> None:
     assert final.audio_s * rate == pytest.approx(sent, abs=0.5)  # frame for frame
     assert final.dropped_s == 0.0
     assert len(received) == pytest.approx(sent * TARGET_RATE / rate, abs=2)
-    # The recording lies in the received audio as one unbroken stretch: a lost, repeated or
-    # reordered piece anywhere would break the match.
+    # Sample for sample: what the server got is the start of what the page captured (blocks that
+    # came after Stop are not sent), so nothing was lost, repeated, reordered or altered.
+    captured, pushed = _page_captured(page, take), np.concatenate(session.pushed)
+    assert len(pushed) == sent and len(captured) >= sent, (len(pushed), len(captured), sent)
+    assert np.array_equal(pushed, captured[:sent])
     slack = int(START_SLACK_S * TARGET_RATE)
     correlation, lag = best_match(source[slack:].astype(np.float64), received.astype(np.float64))
-    print(f"whole-file correlation {correlation:.4f}; the file starts {(lag - slack) / TARGET_RATE:+.3f} s "
-          "into the take")
-    assert correlation > MIN_WHOLE_CORRELATION, (correlation, lag)
-    assert coverage(source[slack:], received)[0] == 1.0
+    share, pieces = coverage(source[slack:], received)
+    print(f"whole-file correlation {correlation:.4f} at {(lag - slack) / TARGET_RATE:+.3f} s; "
+          f"{share:.3f} of {pieces} sounding pieces found")
+    assert share >= MIN_FILE_COVERAGE, (share, pieces, correlation)
 
 
 def _downloads(page, app) -> dict[str, str]:
@@ -342,7 +393,7 @@ def test_record_again_keeps_the_first_take_and_a_busy_cpu_loses_nothing(page, ap
         page.wait_for_timeout(int(seconds * 1000))
         assert len(made) == 2
         second = _stop_live(page, made[1])
-    _assert_nothing_missing(page, made[1], source)
+    _assert_nothing_missing(page, made[1], source, take=1)
     both = f"{first.text}\n{second.text}"
     page.wait_for_function("t => document.querySelector('#live-text textarea').value === t", arg=both)
     files = _downloads(page, app)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from asr.system.console import ProgressBar, add_engine_flags, engine_overrides, settings_for_command
-from tuning.wizard import WizardError, sizes_from_text
+from tuning.sizes import WizardError, sizes_from_text
 
 
 def _sizes(text: str) -> list[int]:

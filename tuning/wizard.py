@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +38,7 @@ from asr.settings import SCHEMA, SettingsError, coerce
 from asr.system.gpu import gpu_memory, process_rss_mb, release_cached_memory, reset_peak_memory
 from tuning.knee import Measurement, choose_golden, explain, find_knee, neighbours, over_limit
 from tuning.one_run import OneRun, RunBusy
+from tuning.sizes import WizardError, sizes_from_text  # noqa: F401 - sizes_from_text re-exported
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +60,6 @@ TABLE_COLUMNS = ["step", "batch size", "total time (s)", "time per file (s)", "s
                  "peak memory (MB)", "predicted (MB)", "memory %", "status"]
 
 WIZARD = OneRun("tuning run")  # one wizard at a time: two would time each other
-
-
-class WizardError(ValueError):
-    """The wizard cannot run as asked (missing or unreadable file, bad sizes, already running)."""
 
 
 class WizardCancelled(WizardError):
@@ -305,19 +301,6 @@ def _duration_s(path: Path, limits: audio_io.DecodeLimits) -> float:
                                       f"input.max_duration_s is {limits.max_duration_s:g} s)")
         return seconds
     return audio_io.decode_bytes(audio_io.read_file(path), path.name, limits).duration_s
-
-
-def sizes_from_text(text: str) -> list[int]:
-    """'2, 4, 6 8' -> [2, 4, 6, 8] (commas, semicolons or spaces); the one reading of a typed list
-    of batch sizes for the tab, the wizard's CLI and the bench. Empty gives []."""
-    parts = [p for p in re.split(r"[\s,;]+", text or "") if p]
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise WizardError(f"batch sizes must be whole numbers separated by commas, got {text!r}") from None
-    if any(v < 1 for v in values):
-        raise WizardError(f"batch sizes must be at least 1, got {text!r}")
-    return values
 
 
 def _parse_sizes(sizes: Sequence[int]) -> list[int]:
