@@ -94,7 +94,9 @@ def _variants(text: str) -> list[str]:
 
 
 def _sizes(text: str) -> list[int]:
-    from tuning.wizard import WizardError, sizes_from_text
+    # tuning.sizes, not tuning.wizard: the wizard loads torch and FunASR, which this parent
+    # process need not pay for to read --b-sizes (the workers load what they run).
+    from tuning.sizes import WizardError, sizes_from_text
 
     try:
         sizes = sizes_from_text(text)

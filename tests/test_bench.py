@@ -1,11 +1,15 @@
 """The benchmark command: a real end-to-end run on random:tiny, and its building blocks.
 
 The smoke run starts `python -m benchmarks.bench` as a user would, which itself starts a fresh worker
-process per variant (FunASR's AutoModel for A and, with its VAD and punctuation, AT, and with
-CAM++ speakers too, AS; this engine for C, CL and, with VAD, punctuation and timestamps, CT, plus
-ITN (CTI) or speakers (CS)). No timing is asserted: only that it finishes, reports every figure,
-and that the token ids, texts and speaker counts it compares are real ones. The ncpu = cores twins
-(AN, ATN, ASN) differ from A, AT and AS only in one argument, checked without a run.
+process per variant: one of each worker and each engine stage. FunASR's AutoModel file by file (A)
+and its transcript pipeline with VAD, punctuation and CAM++ speakers (AS); this engine bare (C), with
+VAD, punctuation and timestamps (CT), plus ITN (CTI) and plus speakers (CS). CH asks for fp16, which
+a CPU cannot run: the skipped path, at no cost. No timing is asserted: only that it finishes,
+reports every figure, and that the token ids, texts and speaker counts it compares are real ones.
+Each worker loads torch and FunASR (10-30 s on a busy 2-core machine), so the variants that are one
+of these with one setting changed are checked without a run: the ncpu = cores twins (AN, ATN, ASN)
+and AT (AS without speakers) against the FunASR workers, CL (cpu_lanes 1) and CB (bf16) against C;
+what those settings do to the engine is tested in tests/test_engine.py and tests/test_precision.py.
 """
 
 from __future__ import annotations
@@ -15,42 +19,51 @@ import json
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
+from cpu_kinds import SIMULATED
 
 from asr.settings import PROJECT_ROOT
-from asr.system.cpu import detect_cpu
 from benchmarks import bench
 from benchmarks import report as bench_report
 from benchmarks import variants as bench_variants
 from benchmarks.clips import clip_lengths, ensure_clips, prepare_real_files, synthesize
 from benchmarks.onnx import OnnxUnavailable, check_exportable
 
+SMOKE_VARIANTS = ("A", "C", "CH", "CT", "CTI", "AS", "CS")
+
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory) -> tuple[dict, str]:
     out = tmp_path_factory.mktemp("bench") / "report.json"
     command = [sys.executable, "-m", "benchmarks.bench", "--model", "random:tiny", "--device", "cpu",
-               "--files", "2", "--clip-seconds", "3-8", "--variants", "A,C,CL,CB,CT,AT,CTI,AS,CS",
+               "--files", "2", "--clip-seconds", "3-8", "--variants", ",".join(SMOKE_VARIANTS),
                "--repeats", "1", "--profile", "--json", str(out)]
-    # Nine fresh worker processes, each loading torch and FunASR: minutes on a busy 2-core machine.
+    # Six fresh worker processes (CH is skipped on a CPU), each loading torch and FunASR.
     done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(out.read_text(encoding="utf-8")), done.stdout
 
 
+def _funasr_speakers_importable() -> bool:
+    """What FunASR's speaker path imports beyond FunASR itself (its ClusterBackend); FunASR's own
+    requirements (scipy, umap-learn and so scikit-learn) bring both."""
+    return all(importlib.util.find_spec(name) is not None for name in ("sklearn", "scipy"))
+
+
 def test_smoke_run_writes_the_full_report(smoke):
-    report, _ = smoke
+    report, stdout = smoke
     for key in ("command", "model", "device", "versions", "clips", "settings", "variants", "ratios",
                 "tokens", "profile"):
         assert key in report, key
     assert report["device"]["resolved"] == "cpu"
     assert report["versions"]["funasr"] and report["versions"]["torch"]
     assert report["clips"]["count"] == 2 and report["clips"]["source"] == "synthetic"
-    assert set(report["variants"]) == {"A", "C", "CL", "CB", "CT", "AT", "CTI", "AS", "CS"}
-    ran = ("A", "C", "CL", "CT", "AT", "CTI", "CS") + (("AS",) if _funasr_speakers_importable() else ())
+    assert set(report["variants"]) == set(SMOKE_VARIANTS)
+    ran = ("A", "C", "CT", "CTI", "CS") + (("AS",) if _funasr_speakers_importable() else ())
     for name in ran:
         variant = report["variants"][name]
         assert variant["status"] == "ok", variant
@@ -58,19 +71,29 @@ def test_smoke_run_writes_the_full_report(smoke):
         assert variant["peak_rss_mb"] > 0
         assert len(variant["runs"]) == 1 and variant["runs"][0]["ok"]
         assert len(variant["texts"]) == 2 and all(variant["texts"])
-    for name in ("A", "C", "CL"):
+    for name in ("A", "C"):
         assert len(report["variants"][name]["tokens"]) == 2 and all(report["variants"][name]["tokens"])
     # A runs FunASR at its own defaults (4 threads); C at the engine's (one per core).
     assert report["variants"]["A"]["threads"]["funasr_ncpu"] == 4
     assert report["variants"]["C"]["threads"]["torch_threads"] >= 1
-    bf16 = {"CB/A", "CB/C", "CB/CL"} if report["variants"]["CB"]["status"] == "ok" else set()
-    speakers = {"CS/AS", "AS/AT"} if report["variants"]["AS"]["status"] == "ok" else set()
-    expected = {"C/A", "C/CL", "CL/A", "CL/C", "CT/AT", "CT/C", "CTI/CT", "CS/CT"}
-    assert set(report["ratios"]) == expected | bf16 | speakers
     assert report["variants"]["C"]["threads"]["cpu_lanes"] >= 1  # the default: side by side
-    assert report["variants"]["CL"]["threads"]["cpu_lanes"] == 1  # padded
+    ch = report["variants"]["CH"]  # fp16 is CUDA only: skipped with the engine's reason, no worker
+    assert ch["status"] == "skipped" and "fp16 runs on CUDA only" in ch["reason"], ch
+    assert "CH  this engine in fp16 (batch 1)" in stdout and f"skipped: {ch['reason']}" in stdout
+    speakers = {"CS/AS"} if report["variants"]["AS"]["status"] == "ok" else set()
+    assert set(report["ratios"]) == {"C/A", "CT/C", "CTI/CT", "CS/CT"} | speakers
     assert report["profile"]["C"]["stages"].keys() >= {"decode", "features", "wait", "encoder",
                                                         "predictor", "decoder", "postprocess"}
+
+
+def test_each_variant_ran_in_its_own_worker_process(smoke):
+    """One worker log per variant that ran, none for the skipped CH, and as many processes."""
+    report, _ = smoke
+    ran = [n for n in SMOKE_VARIANTS if report["variants"][n]["status"] == "ok"]
+    logs = sorted(p.name for p in Path(report["run_dir"]).glob("*.log"))
+    assert logs == sorted(f"{n}-r1.log" for n in ran)
+    pids = [report["variants"][n]["runs"][0]["pid"] for n in ran]
+    assert len(set(pids)) == len(ran)
 
 
 def test_engine_tokens_match_funasr_for_every_file(smoke):
@@ -80,47 +103,54 @@ def test_engine_tokens_match_funasr_for_every_file(smoke):
     assert pair == {"identical": 2, "files": 2, "unknown": 0, "mismatched": []}
     assert report["variants"]["C"]["tokens"] == report["variants"]["A"]["tokens"]
     assert [row["C vs A"] for row in report["tokens"]["files"]] == [True, True]
-    # Padded (C) or side by side (CL), batching leaves the tokens alone.
-    assert report["tokens"]["pairs"]["C vs CL"]["identical"] == 2
+    assert set(report["tokens"]["pairs"]) == {"C vs A", "CTI vs CT", "CS vs CT"}
     assert "C/A" in stdout and "C vs A 2/2" in stdout and "where C spends its time" in stdout
 
 
 def test_smoke_run_reports_the_transcript_variants(smoke):
-    """CT and AT ran with their extras, and the report has their ratios, targets and agreement."""
+    """CT and FunASR's transcript pipeline (AS: AT plus speakers) ran with their extras, and the
+    report has their ratios, targets and agreement; AT did not run, and its target says so."""
     report, stdout = smoke
-    ct, at = report["variants"]["CT"], report["variants"]["AT"]
+    ct, a_s = report["variants"]["CT"], report["variants"]["AS"]
     extras = report["settings"]["extras"]
     assert (extras["punc_spec"], extras["vad_spec"]) == ("random:tiny", "random:tiny")
     settings = ct["engine"]["settings"]  # the engine's own summary of what it ran with
     for item in ("vad=silero", "timestamps=True", f"punctuation={extras['punc_dir']}"):
         assert item in settings, item
-    assert at["models"]["punctuation"] == extras["punc_dir"]
-    assert at["models"]["vad"] == extras["vad_dir"]
-    assert at["threads"]["funasr_ncpu"] == at["threads"]["vad_ncpu"] == 4  # FunASR's defaults
-    assert all(n >= 1 for n in at["sentences"]) and all(n >= 1 for n in ct["sentences"])
+    assert all(n >= 1 for n in ct["sentences"])
     assert all(n >= 1 for n in ct["timed_words"])  # word times came back
-    assert all(text[-1] in "。？" for text in ct["texts"] + at["texts"])  # both punctuated
-    assert report["peers"] == {"A": "A", "AT": "AT", "AS": "AS"}  # no AN/ATN/ASN ran: the defaults are peers
-    assert report["peer_ratios"]["CT/AT"] == {"peer": "AT", "ratio": report["ratios"]["CT/AT"]}
-    assert [(t["name"], t["against"], t["minimum"]) for t in report["targets"]] == [
-        ("CT/AT", "AT", 2.0), ("CT/C", "C", 0.75), ("CS/AS", "AS", 2.0), ("CS/CT", "CT", 0.8)]
-    assert all(isinstance(t["passed"], bool) for t in report["targets"])
-    texts = report["texts"]["pairs"]
-    assert set(texts) == {"CT vs AT", "CT vs C", "C vs AT", "C vs A", "CS vs AS", "CS vs CT", "AS vs AT"}
-    assert 0.0 <= texts["CT vs AT"]["agreement"] <= 1.0 and texts["CT vs AT"]["chars"] > 0
-    files = [row["file"] for row in report["tokens"]["files"]]
-    assert [row["file"] for row in texts["CT vs AT"]["per_file"]] == files
-    assert texts["C vs A"]["agreement"] == 1.0  # identical tokens read as 100%: the measure is sound
+    assert all(text[-1] in "。？" for text in ct["texts"])  # punctuated
+    assert report["peer_ratios"]["C/A"] == {"peer": "A", "ratio": report["ratios"]["C/A"]}
     stages = report["profile"]["CT"]["stages"]
     assert all(stages[name]["s"] > 0 for name in ("vad", "timestamp", "punctuation"))
-    for text in ("target CT/AT >= 2.00x (against AT)", "target CT/C >= 0.75x", "CT vs AT",
-                 "where CT spends its time"):
+    rows = [(t["name"], t["against"], t["minimum"]) for t in report["targets"]]
+    assert rows == [("CT/AT", "AT", 2.0), ("CT/C", "C", 0.75), ("CS/AS", "AS", 2.0), ("CS/CT", "CT", 0.8)]
+    targets = {t["name"]: t for t in report["targets"]}
+    assert (targets["CT/AT"]["value"], targets["CT/AT"]["passed"]) == (None, None)
+    assert targets["CT/AT"]["why"] == "CT or AT did not run"
+    assert targets["CT/C"]["value"] == report["ratios"]["CT/C"]
+    assert isinstance(targets["CT/C"]["passed"], bool) and isinstance(targets["CS/CT"]["passed"], bool)
+    texts = report["texts"]["pairs"]
+    files = [row["file"] for row in report["tokens"]["files"]]
+    assert texts["C vs A"]["agreement"] == 1.0  # identical tokens read as 100%: the measure is sound
+    assert 0.0 <= texts["CT vs C"]["agreement"] <= 1.0 and texts["CT vs C"]["chars"] > 0
+    for text in ("target CT/AT >= 2.00x (against AT): not measured  n/a (CT or AT did not run)",
+                 "target CT/C >= 0.75x", "CT vs C", "where CT spends its time"):
         assert text in stdout, text
-
-
-def _funasr_speakers_importable() -> bool:
-    """What FunASR's speaker path imports beyond FunASR itself (its ClusterBackend)."""
-    return all(importlib.util.find_spec(name) is not None for name in ("sklearn", "scipy"))
+    if a_s["status"] != "ok":  # FunASR's speaker path cannot be imported here: see the speaker test
+        assert set(texts) == {"CT vs C", "C vs A", "CS vs CT"}
+        return
+    assert report["peers"] == {"A": "A", "AS": "AS"}  # no AN/ASN ran: the defaults are peers
+    assert a_s["models"] == {"vad": extras["vad_dir"], "punctuation": extras["punc_dir"],
+                             "speakers": report["settings"]["speaker_model"]["spk_dir"]}
+    # FunASR's defaults, passed on to its VAD, punctuation and speaker models.
+    assert a_s["threads"]["funasr_ncpu"] == a_s["threads"]["vad_ncpu"] == a_s["threads"]["spk_ncpu"] == 4
+    assert all(n >= 1 for n in a_s["sentences"])
+    assert all(text[-1] in "。？" for text in a_s["texts"])  # FunASR punctuated too
+    assert set(texts) == {"CT vs C", "C vs A", "CS vs AS", "CS vs CT"}
+    assert 0.0 <= texts["CS vs AS"]["agreement"] <= 1.0 and texts["CS vs AS"]["chars"] > 0
+    assert [row["file"] for row in texts["CS vs AS"]["per_file"]] == files
+    assert "CS vs AS" in stdout
 
 
 def test_smoke_run_reports_the_itn_cost(smoke):
@@ -149,7 +179,7 @@ def test_smoke_run_reports_the_speaker_variants(smoke):
     """CS is CT plus speakers with the same CAM++ directory FunASR's AS loads; both report a
     speaker count per file, the targets are printed, and speakers never move tokens or text."""
     report, stdout = smoke
-    cs, ct, at = report["variants"]["CS"], report["variants"]["CT"], report["variants"]["AT"]
+    cs, ct = report["variants"]["CS"], report["variants"]["CT"]
     spk = report["settings"]["speaker_model"]
     assert spk["spk_spec"] == "random:tiny" and spk["spk_dir"].endswith("random-campplus-tiny-v1")
     assert (cs["engine"]["speakers"], cs["engine"]["speaker_model"]) == ("auto", spk["spk_dir"])
@@ -174,12 +204,11 @@ def test_smoke_run_reports_the_speaker_variants(smoke):
         assert a_s["status"] == "unavailable" and "speaker path" in a_s["reason"]
         return
     assert a_s["status"] == "ok", a_s
-    assert a_s["models"] == {**at["models"], "speakers": spk["spk_dir"]}
-    assert a_s["threads"]["spk_ncpu"] == 4  # FunASR's default, passed on to its speaker model
     assert all(isinstance(n, int) and n >= 1 for n in a_s["speakers_found"])
     assert [row["AS"] for row in found] == a_s["speakers_found"]
-    assert report["texts"]["pairs"]["AS vs AT"]["agreement"] == 1.0
     assert report["peer_ratios"]["CS/AS"] == {"peer": "AS", "ratio": report["ratios"]["CS/AS"]}
+    target = {t["name"]: t for t in report["targets"]}["CS/AS"]
+    assert target["value"] == report["ratios"]["CS/AS"] and isinstance(target["passed"], bool)
 
 
 def test_itn_cost_and_speaker_counts_from_the_runs():
@@ -215,18 +244,42 @@ def test_itn_cost_and_speaker_counts_from_the_runs():
     assert bench_report.speaker_counts({"CT": ct}, ["a", "b"]) == {}
 
 
-def test_bf16_runs_where_the_cpu_has_it_and_is_skipped_with_the_reason_elsewhere(smoke):
-    report, stdout = smoke
-    cb = report["variants"]["CB"]
-    if detect_cpu().bf16:
-        assert cb["status"] == "ok", cb
-        assert cb["engine"]["precision"] == "bf16"
-        assert report["variants"]["C"]["engine"]["precision"] == "fp32"
-        pair = report["tokens"]["pairs"]["CB vs C"]
-        assert pair["files"] == 2 and pair["identical"] + len(pair["mismatched"]) == 2
-        assert "CB vs C" in stdout
+@pytest.mark.parametrize("kind", sorted(SIMULATED))
+def test_cl_and_cb_are_c_with_one_setting_and_cb_needs_bf16(kind):
+    """CL (padded CPU batches) and CB (bf16) are C's job with one setting changed; CB is skipped
+    with the precision check's reason on a CPU without bf16, and CL is a CPU variant only; their
+    ratios and token pairs are wired against A and C. Without a run: what padding and bf16 do to
+    the engine's tokens is tested in tests/test_engine.py and tests/test_precision.py."""
+    import torch
+
+    cpu = SIMULATED[kind]
+    runner = bench.Bench(bench.parser().parse_args(["--variants", "A,C,CB,CL"]), [], cpu=cpu)
+    runner.device, runner.model_dir, runner.clips, runner.warmup = "cpu", "m", [], []
+    specs = {s.label: s for s in runner.specs()}
+    can_bf16 = cpu.bf16 and torch.backends.mkldnn.is_available()
+    assert list(specs) == ["A", "C", "CB", "CL"] if can_bf16 else ["A", "C", "CL"]
+    c = runner._job(specs["C"])
+    assert c["settings"] == {"vad": "energy", "punctuation": "off", "timestamps": False, "precision": "fp32"}
+    assert runner._job(specs["CL"]) == {**c, "settings": {**c["settings"], "cpu_lanes": 1}}
+    if can_bf16:
+        assert runner._job(specs["CB"]) == {**c, "settings": {**c["settings"], "precision": "bf16"}}
+        assert "CB" not in runner.skipped
     else:
-        assert cb["status"] == "skipped" and "bf16 needs AVX-512 BF16 or AMX" in cb["reason"]
+        assert "bf16 needs AVX-512 BF16 or AMX" in runner.skipped["CB"]
+    runner.device, runner.args.variants = "cuda", ["A", "C", "CL"]
+    assert [s.label for s in runner.specs()] == ["A", "C"]  # GPU batches are always padded: no CL
+    ok = {"status": "ok"}
+    variants = {"A": {**ok, "speed_x_realtime": 10.0, "tokens": [[1, 2], [3]]},
+                "C": {**ok, "speed_x_realtime": 20.0, "tokens": [[1, 2], [3]]},
+                "CL": {**ok, "speed_x_realtime": 16.0, "tokens": [[1, 2], [3]]},
+                "CB": {**ok, "speed_x_realtime": 25.0, "tokens": [[1, 2], [4]]}}
+    assert bench_report.ratios(variants) == {"C/A": 2.0, "C/CL": 1.25, "CB/A": 2.5, "CB/C": 1.25,
+                                             "CB/CL": 1.562, "CL/A": 1.6, "CL/C": 0.8}
+    pairs = bench_report.compare_tokens(variants, ["a.wav", "b.wav"])["pairs"]
+    assert set(pairs) == {"C vs A", "CB vs C", "CL vs A", "C vs CL"}
+    assert (pairs["C vs CL"]["identical"], pairs["CB vs C"]["identical"]) == (2, 1)
+    variants["CB"] = {"status": "skipped", "reason": "bf16 needs AVX-512 BF16 or AMX"}
+    assert set(bench_report.ratios(variants)) == {"C/A", "C/CL", "CL/A", "CL/C"}
 
 
 def test_peers_are_the_faster_funasr_setting_and_targets_use_them():
@@ -282,6 +335,9 @@ def test_ncpu_twins_run_funasr_with_one_thread_per_core(monkeypatch):
     assert runner._job(specs["CTI"])["settings"] == {**transcript, "itn": True}
     assert runner._job(specs["CS"])["settings"] == {**transcript, "speakers.count": "auto",
                                                     "speaker_model": "/s"}
+    at, a_s = runner._job(specs["AT"]), runner._job(specs["AS"])
+    assert a_s == {**at, "variant": "AS", "spk_model_dir": "/s"}  # AT is AS without its speakers
+    assert bench_variants.RUNNERS["AT"] is bench_variants.RUNNERS["AS"]  # one worker, AS runs it
     job = runner._job(specs["ASN"])
     assert (job["variant"], job["ncpu"], job["spk_model_dir"]) == ("AS", 2, "/s")
     assert (job["vad_model_dir"], job["punc_model_dir"]) == ("/v", "/p")
@@ -301,6 +357,20 @@ def test_ncpu_twins_run_funasr_with_one_thread_per_core(monkeypatch):
     assert [s.label for s in runner.specs()] == ["A", "AT", "CT", "CTI"]
     runner.raw = {}
     assert runner._transcript_variants()["CS"] == {"status": "unavailable", "reason": "no CAM++ here"}
+
+
+def test_reading_batch_sizes_loads_neither_torch_nor_funasr():
+    """--b-sizes is read in the parent, which loads no model: a fresh interpreter shows that
+    parsing it imports neither torch nor FunASR (the tuning wizard's import cost ~10 s)."""
+    code = ("import sys; from benchmarks import bench; "
+            "args = bench.parser().parse_args(['--b-sizes', '2, 4;8']); "
+            "print(args.b_sizes, [m for m in ('torch', 'funasr', 'tuning.wizard') if m in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == "[2, 4, 8] []"
+    with pytest.raises(SystemExit):  # a bad list is still a usage error
+        bench.parser().parse_args(["--b-sizes", "two"])
 
 
 def test_clip_set_is_deterministic_mixed_and_speech_level(tmp_path):
