@@ -29,6 +29,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:.*no_silent_downcasting", "ignore:The copy keyword"),
 ]
 TIMEOUT_MS = 60_000
+TAB_KEYS = ("single", "batch", "live", "tuning", "system")  # the tabs, in order
 ZH_WORDS = WORDS[ZH]
 
 
@@ -89,9 +90,12 @@ def _open(browser, app, width: int = 1280, height: int = 900):
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(app["url"])
     page.locator("#single-file").wait_for()
-    # The page is in its language once the tab names are (the load sets it).
-    page.wait_for_function("w => document.querySelector('#tab-single-button')?.innerText === w",
-                           arg=ZH_WORDS["tab.single"])
+    # The page is in its language once the tab names are: the load sets them, one update per tab,
+    # and a loaded machine shows the first one renamed before the others.
+    page.wait_for_function(
+        "names => JSON.stringify([...document.querySelectorAll('[role=tab]')].map(t => t.innerText)) "
+        "=== JSON.stringify(names)",
+        arg=[ZH_WORDS[f"tab.{k}"] for k in TAB_KEYS])
     return context, page, errors
 
 
@@ -129,7 +133,7 @@ def test_chinese_by_default_figures_blank_and_a_language_switch(browser, app):
     switch turns labels, tab names, table headers and the server's words into English, and stays."""
     context, page, errors = _open(browser, app)
     tabs = [t.inner_text() for t in page.get_by_role("tab").all()]
-    assert tabs == [ZH_WORDS[f"tab.{k}"] for k in ("single", "batch", "live", "tuning", "system")]
+    assert tabs == [ZH_WORDS[f"tab.{k}"] for k in TAB_KEYS]
     assert page.locator("#single-start").inner_text() == ZH_WORDS["common.start"]
     for name in ("confidence", "duration", "processing", "speed"):
         assert _value(page, f"single-{name}") == "", name
