@@ -1,8 +1,10 @@
 """`python -m asr job`: the resumable Ray Data batch job, on a real local Ray cluster.
 
-One Ray instance (2 CPUs) serves the module; a job run without faults is the baseline the
-others are held to: `asr transcribe --json` on the same 20 files (bad ones included), a job
-whose actor dies mid-batch, and a job killed midway and run again.
+One Ray instance (2 CPUs) serves the module. Every job costs seconds of worker starts (each
+actor imports torch and FunASR; a restarted one again), so the tests that only read a job's
+output share one, on 20 files (bad ones included): the command, killed midway, then run again,
+with an actor dying mid-batch in the second run. Its records are held to
+`asr transcribe --json`'s.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +26,7 @@ import soundfile
 from audio_factory import write_audio
 from helpers import speechlike, tiny_settings
 
-from asr.jobs.driver import result_from_record, settings_fingerprint
+from asr.jobs.driver import JobSummary, result_from_record, settings_fingerprint
 from asr.jobs.inputs import list_inputs
 from asr.jobs.store import JobBusy, JobStore, read_results
 from asr.settings import PROJECT_ROOT
@@ -236,30 +240,75 @@ def job_inputs(reference_wavs, clip_dir, tmp_path_factory) -> list[str]:
     return [str(p) for p in files]
 
 
+@dataclass
+class SharedJob:
+    summary: JobSummary  # the second run's
+    records: list[dict]  # its results.jsonl
+    output: Path
+    run: str  # the second run's id (job.json)
+    marker: Path  # the exit-once seam's marker: exists once an actor process exited
+    killed: list[dict]  # the part records on disk when the command was killed
+    results_when_killed: bool  # whether results.jsonl existed then
+
+
+def kill_once_a_part_is_written(inputs: list[str], output: Path, ray_address: str) -> list[dict]:
+    """Run the job command (a real subprocess), SIGKILL it with its process group as soon as a
+    part file is on disk; the records written. Each actor call sleeps a second first (the fault
+    seam), two files a call: the rest of the job is seconds of calls away when the kill comes,
+    and the driver writes a second part no sooner than 5 s (PART_FLUSH_S) after the first.
+
+    One actor of two threads: it reserves all but a read task's share of the two CPUs, so one
+    read worker starts in this new Ray job, not four (each imports torch: seconds of CPU)."""
+    command = [sys.executable, "-m", "asr", "job", *inputs, "--output", str(output), *FLAGS,
+               "--address", ray_address, "--actors", "1", "--threads-per-actor", "2",
+               "--files-per-call", "2", "--quiet"]
+    proc = subprocess.Popen(command, cwd=PROJECT_ROOT, env=clean_env(ASR_JOB_FAULT="delay:1"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 180
+    try:
+        while not list((output / "parts").glob("*/part-*.jsonl")) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+    return part_records(output)
+
+
 @pytest.fixture(scope="module")
-def baseline(ray_address, job_inputs, tmp_path_factory):
-    """The module's job run, with per-file formats, during which one actor dies: the fault seam
-    exits its process after it recognised a batch and before it returned it (Ray restarts the
-    actor and retries the batch). (summary, records, output folder, the seam's marker)."""
+def baseline(ray_address, job_inputs, tmp_path_factory) -> SharedJob:
+    """The module's job, as an archive job goes wrong: the command is killed (SIGKILL) once its
+    first part is written, then run again (in this process, two actors, with per-file formats),
+    and in that second run one actor dies: the fault seam exits its process after it recognised
+    a batch and before it returned it (Ray restarts the actor and retries the batch)."""
     from asr.jobs.driver import run_job
 
     output = tmp_path_factory.mktemp("job-baseline")
+    killed = kill_once_a_part_is_written(job_inputs, output, ray_address)
+    results_when_killed = (output / "results.jsonl").exists()
     marker = output.parent / f"{output.name}-died"
     summary = run_job(job_inputs, output, job_settings(), formats=("txt", "srt"), threads_per_actor=1,
                       files_per_call=3, quiet=True, fault=f"exit-once:{marker}")
-    return summary, read_results(output), output, marker
+    run = json.loads((output / "job.json").read_text(encoding="utf-8"))["run"]
+    return SharedJob(summary, read_results(output), output, run, marker, killed, results_when_killed)
 
 
 @pytest.mark.ray
 def test_job_records_equal_transcribe_json(baseline, job_inputs):
-    summary, records, output, _ = baseline
-    counts = (summary.inputs, summary.recognised, summary.skipped, summary.ok, summary.failed)
-    assert counts == (20, 20, 0, 16, 4)
-    assert summary.actors == 2 and summary.recognised_audio_s > 60
+    """The records, from the killed command's parts and the second run's, equal what
+    `asr transcribe --json` prints for the same files: the JSON of its Engine's results (asr/cli.py),
+    made here in-process with the same settings (the command's JSON contract: tests/test_cli.py)."""
+    from asr.engine import Engine
+
+    summary, records, output = baseline.summary, baseline.records, baseline.output
+    counts = (summary.inputs, summary.recognised + summary.skipped, summary.ok, summary.failed)
+    assert counts == (20, 20, 16, 4)
+    assert summary.actors == 2 and summary.audio_s > 60
     assert [r["path"] for r in records] == job_inputs
-    proc = run_cli("transcribe", *job_inputs, *FLAGS, "--json", "--quiet")
-    assert proc.returncode == 1, proc.stderr  # the bad files fail there too
-    expected = json.loads(proc.stdout)
+    results = Engine(job_settings()).transcribe(job_inputs, batch_size=4)
+    assert sum(not r.ok for r in results) == 4  # the bad files fail there too
+    expected = [r.to_dict() for r in results]
     for got, want in zip(records, expected, strict=True):
         assert comparable(got) == comparable(want), want["file"]
         assert set(got) == set(want) | JOB_ONLY
@@ -267,7 +316,7 @@ def test_job_records_equal_transcribe_json(baseline, job_inputs):
     errors = {r["file"]: r["error"] for r in records if r["error"]}
     assert set(errors) == {"truncated.m4a", "empty.wav", "notes.mp3", "missing.wav"}
     assert "empty" in errors["empty.wav"] and "not found" in errors["missing.wav"]
-    assert len(part_records(output)) == 20  # the store too holds each input once
+    assert {r["path"] for r in part_records(output)} == set(job_inputs)  # the store holds every input
     # Per-file formats: one of each per successful input, none for a failed one.
     transcripts = output / "transcripts"
     first = records[0]
@@ -282,13 +331,16 @@ def test_job_records_equal_transcribe_json(baseline, job_inputs):
 
 @pytest.mark.ray
 def test_an_actor_that_dies_mid_batch_loses_and_doubles_nothing(baseline, job_inputs):
-    """The baseline run lost an actor mid-batch (above, its records equal transcribe's): every
-    input was still recognised once, and the store holds no second record of any."""
-    summary, records, output, marker = baseline
-    assert marker.exists()  # an actor process really exited
-    assert (summary.recognised, summary.ok, summary.failed, summary.missing) == (20, 16, 4, [])
-    assert sorted(r["path"] for r in records) == sorted(job_inputs)
-    assert sorted(r["path"] for r in part_records(output)) == sorted(job_inputs)
+    """The second run lost an actor mid-batch (above, its records equal transcribe's): every input
+    it had to do was still recognised once, and the store holds no second record of it."""
+    assert baseline.marker.exists()  # an actor process really exited
+    summary = baseline.summary
+    assert (summary.ok, summary.failed, summary.missing) == (16, 4, [])
+    assert sorted(r["path"] for r in baseline.records) == sorted(job_inputs)
+    done_before = {r["path"] for r in baseline.killed if r["error"] is None}
+    this_run = [r["path"] for r in part_records(baseline.output) if r["run"] == baseline.run]
+    assert len(this_run) == summary.recognised
+    assert sorted(this_run) == sorted(p for p in job_inputs if p not in done_before)  # each once
 
 
 def test_read_stage_keys_on_bytes_and_skips_what_is_done(reference_wavs, tmp_path):
@@ -370,69 +422,47 @@ def test_an_engine_that_cannot_start_is_a_usage_error(ray_address, reference_wav
 
 
 @pytest.mark.ray
-def test_a_killed_job_resumes_without_redoing_or_doubling(ray_address, baseline, job_inputs, tmp_path):
-    """The command killed (SIGKILL) midway, then run again: what was written is skipped, the
-    rest recognised, every input once. A changed setting redoes everything."""
-    output = tmp_path / "out"
-    command = [sys.executable, "-m", "asr", "job", *job_inputs, "--output", str(output), *FLAGS,
-               "--address", ray_address, "--threads-per-actor", "1", "--files-per-call", "2", "--quiet"]
-    proc = subprocess.Popen(command, cwd=PROJECT_ROOT, env=clean_env(ASR_JOB_FAULT="delay:3"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.monotonic() + 180
-    try:
-        while not list((output / "parts").glob("*/part-*.jsonl")) and time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stderr.read().decode()
-            time.sleep(0.05)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        proc.stderr.close()
-    written = part_records(output)
-    assert 1 <= len(written) < 20 and not (output / "results.jsonl").exists()
+def test_a_killed_job_resumes_without_redoing_or_doubling(baseline, job_inputs):
+    """The command killed (SIGKILL) midway, then run again (the module's job): what was written
+    is skipped, not redone (its records are the killed run's), the rest recognised, every input
+    once. The command's flags and the settings of the second run (in-process) agree, or nothing
+    would have been skipped."""
+    written, summary, records = baseline.killed, baseline.summary, baseline.records
+    assert 1 <= len(written) < 20 and not baseline.results_when_killed
     done_before = {r["path"] for r in written if r["error"] is None}
-
-    again = run_cli("job", *job_inputs, "--output", str(output), *FLAGS, "--address", ray_address,
-                    "--threads-per-actor", "1", "--files-per-call", "4", "--quiet")
-    assert again.returncode == 1, again.stderr  # the four bad inputs
-    summary = json.loads((output / "summary.json").read_text(encoding="utf-8"))
-    assert summary["skipped"] == len(done_before) and summary["recognised"] == 20 - len(done_before)
-    records = read_results(output)
-    assert [comparable(r) for r in records] == [comparable(r) for r in baseline[1]]
-    assert len({r["path"] for r in part_records(output)}) == 20
-    assert {r["path"] for r in part_records(output) if r["error"] is None} == {
-        r["path"] for r in records if r["error"] is None}  # nothing done twice
-
-    from asr.jobs.driver import run_job
-
-    # A setting that changes results: nothing done under the old settings is reused.
-    subset = job_inputs[:3] + job_inputs[-1:]
-    redone = run_job(subset, output, job_settings(timestamps=False), threads_per_actor=1, quiet=True)
-    assert (redone.skipped, redone.recognised, redone.ok) == (0, 4, 3)
-    assert [r["path"] for r in read_results(output)] == subset
+    assert done_before
+    assert summary.skipped == len(done_before) and summary.recognised == 20 - len(done_before)
+    assert {r["path"] for r in records if r["run"] != baseline.run} == done_before  # not redone
+    succeeded = sorted(r["path"] for r in records if r["error"] is None)
+    assert sorted(r["path"] for r in part_records(baseline.output) if r["error"] is None) == succeeded
 
 
 @pytest.mark.ray
-def test_a_job_delivers_hotwords_speakers_and_numbers(ray_address, reference_wavs, tmp_path):
-    """The job face, through the command line on the module's Ray: hotwords reach the planted
-    model (each record's text starts with the hotword, which it could not write otherwise),
-    speakers and numbers are in its records, and both are in its settings fingerprint."""
+def test_a_job_delivers_hotwords_speakers_and_numbers(ray_address, baseline, reference_wavs, tmp_path):
+    """The job face, through the command line on the module's Ray, into a copy of the module
+    job's output folder: hotwords reach the planted model (each record's text starts with the
+    hotword, which it could not write otherwise), speakers and numbers are in its records, and
+    all three are in its settings fingerprint. The first input is done there under other
+    settings: a changed setting redoes it. A missing input makes the command exit 1."""
     from helpers import write_conversation
 
-    common = ["--device", "cpu", "--vad", "silero", "--punctuation", "off", "--address", ray_address,
-              "--threads-per-actor", "1", "--quiet", "--config", FLAGS[-1]]
     output = tmp_path / "out"
-    proc = run_cli("job", str(reference_wavs[0]), "--output", str(output), "--model", "random:hotword",
-                   "--hotwords", "保修", *common)
-    assert proc.returncode == 0, proc.stderr
-    [record] = read_results(output)
-    assert record["segments"] and all(s["text"].startswith("保修") for s in record["segments"])
+    shutil.copytree(baseline.output, output)
     _, talk, _ = write_conversation(tmp_path)
-    spoken = tmp_path / "spoken"
-    proc = run_cli("job", str(talk), "--output", str(spoken), "--model", "random:tiny", "--speakers", "auto",
-                   "--speaker-model", "ge2e", "--itn", *common)
-    assert proc.returncode == 0, proc.stderr
-    [record] = read_results(spoken)
-    assert record["speakers"] and all(s.get("speaker") for s in record["segments"])
-    assert record["raw_text"] is not None
-    job = json.loads((spoken / "job.json").read_text(encoding="utf-8"))
+    inputs = [str(reference_wavs[0]), str(talk), str(tmp_path / "missing.wav")]
+    assert inputs[0] in {r["path"] for r in baseline.records if r["error"] is None}
+    proc = run_cli("job", *inputs, "--output", str(output), "--model", "random:hotword", "--hotwords", "保修",
+                   "--speakers", "auto", "--speaker-model", "ge2e", "--itn", "--device", "cpu",
+                   "--vad", "silero", "--punctuation", "off", "--address", ray_address,
+                   "--threads-per-actor", "2", "--quiet", "--config", FLAGS[-1])
+    assert proc.returncode == 1, proc.stderr
+    summary = json.loads((output / "summary.json").read_text(encoding="utf-8"))
+    assert (summary["skipped"], summary["recognised"], summary["ok"], summary["failed"]) == (0, 3, 2, 1)
+    record, spoken, missing = read_results(output)  # only this run's inputs
+    assert [r["path"] for r in (record, spoken, missing)] == inputs and "not found" in missing["error"]
+    assert record["segments"] and record["text"].startswith("保修") and spoken["text"].startswith("保修")
+    assert spoken["speakers"] and all(s.get("speaker") for s in spoken["segments"])
+    assert record["raw_text"] is not None and spoken["raw_text"] is not None
+    job = json.loads((output / "job.json").read_text(encoding="utf-8"))
     assert job["settings"]["speakers.count"] == "auto" and job["settings"]["itn"] is True
+    assert job["settings"]["hotwords"] == ["保修"]
