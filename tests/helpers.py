@@ -5,8 +5,11 @@ Imported by test modules (`from helpers import tiny_settings`); conftest.py hold
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -85,3 +88,26 @@ def write_conversation(folder: Path):
     path = folder / "talk.wav"
     soundfile.write(path, talk.samples, RATE)
     return talk, path, v
+
+
+@contextlib.contextmanager
+def running_ui(engine, gradio_tmp: Path) -> Iterator[str]:
+    """The web UI for `engine` served on a free local port, Gradio's files in `gradio_tmp`; yields
+    its URL and closes it on leaving."""
+    import webui  # the faces are imported only by the tests that serve them
+
+    before = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(gradio_tmp)
+    try:
+        demo = webui.build_app(engine)
+        _, url, _ = webui.launch_app(demo, engine.settings, port=free_port(), prevent_thread_lock=True,
+                                     quiet=True)
+        try:
+            yield url
+        finally:
+            demo.close()
+    finally:
+        if before is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = before

@@ -18,9 +18,8 @@ import srt
 import yaml
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-from helpers import free_port, run_together, tiny_settings, write_conversation
+from helpers import run_together, running_ui, tiny_settings, write_conversation
 
-import webui
 from asr.engine import Engine
 from asr.models.random_weights.hotword import HOTWORD_SPEC
 from asr.text import export
@@ -49,15 +48,8 @@ def served(tmp_path_factory, reference_wavs):
                              **{"hotwords.lists_file": str(lists), "batch.allowed_dirs": [str(allowed)],
                                 "batching.max_wait_ms": 200})
     engine = Engine(settings)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GRADIO_TEMP_DIR", str(base / "gradio-tmp"))
-        demo = webui.build_app(engine)
-        _, url, _ = webui.launch_app(demo, settings, port=free_port(), prevent_thread_lock=True, quiet=True)
-        try:
-            yield {"engine": engine, "url": url, "lists": lists, "folder": allowed / "calls",
-                   "talk": talk_path}
-        finally:
-            demo.close()
+    with running_ui(engine, base / "gradio-tmp") as url:
+        yield {"engine": engine, "url": url, "lists": lists, "folder": allowed / "calls", "talk": talk_path}
 
 
 @pytest.fixture(scope="module")

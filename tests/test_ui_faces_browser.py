@@ -14,9 +14,8 @@ from urllib.parse import unquote
 
 import pytest
 import yaml
-from helpers import free_port, tiny_settings, write_conversation
+from helpers import running_ui, tiny_settings, write_conversation
 
-import webui
 from asr.engine import Engine
 from asr.models.random_weights.hotword import HOTWORD_SPEC
 from asr.text import export
@@ -40,15 +39,8 @@ def app(tmp_path_factory):
     settings = tiny_settings(model=HOTWORD_SPEC, speaker_model="ge2e", vad="silero",
                              **{"hotwords.lists_file": str(lists)})
     engine = Engine(settings)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GRADIO_TEMP_DIR", str(base / "gradio-tmp"))
-        demo = webui.build_app(engine)
-        _, url, _ = webui.launch_app(demo, settings, port=free_port(), prevent_thread_lock=True, quiet=True)
-        try:
-            yield {"engine": engine, "url": url, "lists": lists, "talk": talk,
-                   "gradio_tmp": base / "gradio-tmp"}
-        finally:
-            demo.close()
+    with running_ui(engine, base / "gradio-tmp") as url:
+        yield {"engine": engine, "url": url, "lists": lists, "talk": talk, "gradio_tmp": base / "gradio-tmp"}
 
 
 @pytest.fixture
