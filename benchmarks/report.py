@@ -16,6 +16,8 @@ import statistics
 import unicodedata
 from difflib import SequenceMatcher
 
+from asr.text.distance import edit_distance  # noqa: F401 - also read as report.edit_distance
+
 # What each variant is, in the words the table prints.
 DESCRIPTIONS = {
     "A": "FunASR AutoModel, file by file, its defaults (ncpu {ncpu})",
@@ -254,19 +256,6 @@ def plain_text(text: str) -> str:
     the punctuation model's marks nor how segments were joined (FunASR puts spaces between VAD
     segments) counts as a difference."""
     return "".join(ch for ch in text if not ch.isspace() and not unicodedata.category(ch).startswith("P"))
-
-
-def edit_distance(left: str, right: str) -> int:
-    """Levenshtein distance in characters (substitutions, insertions, deletions cost 1)."""
-    if len(left) < len(right):
-        left, right = right, left
-    previous = list(range(len(right) + 1))
-    for i, a in enumerate(left, 1):
-        current = [i]
-        for j, b in enumerate(right, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a != b)))
-        previous = current
-    return previous[-1]
 
 
 def _text_row(subject: str | None, reference: str | None) -> dict | None:

@@ -14,7 +14,7 @@ from helpers import free_port, tiny_settings
 from asr.engine import Engine
 from asr.settings import PROJECT_ROOT, load_settings
 from asr.system.cpu import detect_cpu
-from benchmarks.report import edit_distance
+from asr.text.distance import edit_distance
 from tuning.config_file import ConfigWriteError, write_setting
 from tuning.precision_check import PrecisionCheckError, fastest_reduced_precision, run_precision_check
 

@@ -132,3 +132,15 @@ def test_the_guard_catches_each_kind_of_outside_path(relative, text):
 ])
 def test_the_guard_leaves_paths_inside_the_repository_alone(relative, text):
     assert violations(relative, text) == []
+
+
+def test_imports_point_down_the_layers_and_never_into_the_harness():
+    """tools.import_graph: the engine never imports a face, the product never imports benchmarks/,
+    and no module imports itself round a circle; an arrow added against that is caught."""
+    from tools import import_graph
+
+    edges = import_graph.graph()
+    assert "benchmarks.report" in edges and "tuning.precision_check" in edges
+    assert import_graph.arrows_up(edges) == [] and import_graph.circles(edges) == []
+    edges["tuning.precision_check"].add("benchmarks.report")  # the arrow this test was written after
+    assert import_graph.arrows_up(edges) == [("tuning.precision_check", "benchmarks.report")]

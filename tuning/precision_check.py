@@ -26,7 +26,7 @@ from asr.recognition.batcher import Cancelled
 from asr.recognition.precision import PrecisionUnavailable, check_precision
 from asr.settings import SettingsError, coerce
 from asr.system.cpu import CpuFeatures
-from benchmarks.report import edit_distance
+from asr.text.distance import edit_distance
 from tuning.one_run import OneRun, RunBusy
 
 log = logging.getLogger(__name__)
