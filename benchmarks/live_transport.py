@@ -195,8 +195,9 @@ def old_app(engine, session_class):
     return demo
 
 
-def _settle_scripts(page, quiet_ms: int = 500, limit_ms: int = 15_000) -> None:
-    """Gradio's recorder scripts load lazily; Record before they arrive streams nothing."""
+def settle_scripts(page, quiet_ms: int = 500, limit_ms: int = 15_000) -> None:
+    """Gradio's recorder scripts load lazily; Record before they arrive streams nothing. Waits
+    until no script request has been in flight for `quiet_ms`."""
     in_flight: set = set()
     page.on("request", lambda r: in_flight.add(r) if r.resource_type == "script" else None)
     page.on("requestfinished", lambda r: in_flight.discard(r))
@@ -227,7 +228,7 @@ def record_once(browser, url: str, transport: str, seconds: float, burners: int,
             control = page.locator("#old-mic")
             record, stop = control.locator("button.record-button"), control.locator("button.stop-button")
         record.wait_for()
-        _settle_scripts(page)
+        settle_scripts(page)
         before = len(made)
         with burn_cpu(burners):
             page.wait_for_timeout(1000)  # the load is on before Record

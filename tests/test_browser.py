@@ -25,7 +25,7 @@ from asr.audio.decode import TARGET_RATE, decode_bytes, read_file
 from asr.engine import Engine
 from asr.results import join_text
 from asr.settings import PROJECT_ROOT
-from benchmarks.live_transport import best_match, burn_cpu, coverage
+from benchmarks.live_transport import best_match, burn_cpu, coverage, settle_scripts
 
 pytestmark = [
     pytest.mark.browser,
@@ -215,20 +215,6 @@ def test_batch_of_three_fills_the_table(page, app, clip_dir):
         assert cells == ["✓ 完成", path.name, shown]
     page.locator("#batch-exports [data-testid=download-link]").nth(2).wait_for()
     _shot(page, "2-batch")
-
-
-def _wait_for_scripts_to_settle(page, quiet_ms: int = 500, limit_ms: int = 15_000) -> None:
-    """The streaming recorder's scripts load lazily on the tab switch; Record before they arrive
-    streams nothing. Wait until no script request has been in flight for `quiet_ms`."""
-    in_flight: set = set()
-    page.on("request", lambda r: in_flight.add(r) if r.resource_type == "script" else None)
-    page.on("requestfinished", lambda r: in_flight.discard(r))
-    page.on("requestfailed", lambda r: in_flight.discard(r))
-    quiet = waited = 0
-    while quiet < quiet_ms and waited < limit_ms:
-        page.wait_for_timeout(100)
-        waited += 100
-        quiet = 0 if in_flight else quiet + 100
 
 
 def _live_takes(monkeypatch, app, base=realtime.LiveSession) -> list:
@@ -455,7 +441,7 @@ def _served_file(link, root: Path) -> Path:
 def test_single_tab_recording_is_transcribed(page, app, mic_wav):
     """The recording lands in the file box as the audio the fake microphone played, and Start
     shows the engine's text and duration for that very file."""
-    _wait_for_scripts_to_settle(page)
+    settle_scripts(page)
     page.locator("#single-mic button.record-button").click()
     page.locator("#single-mic button.stop-button").wait_for()
     started = time.monotonic()
